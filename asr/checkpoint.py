@@ -1,0 +1,137 @@
+"""Self-describing checkpoints: config, tokenizer, weights and a format version in one file.
+
+A checkpoint is a ``torch.save`` dictionary loaded with ``weights_only=True`` (no pickled code
+runs on load)::
+
+    {"format": "shrinkml-asr", "format_version": 1, "config": {...}, "tokenizer": {...},
+     "state_dict": {...}, "meta": {...}}
+
+``meta`` carries free-form, JSON-like facts (training step, dev WER, corpus, command line).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from asr.model import ASRConfig, ASRModel
+from asr.text import CharTokenizer
+
+__all__ = ["CheckpointError", "FORMAT", "FORMAT_VERSION", "load_checkpoint", "read_checkpoint", "save_checkpoint", "atomic_torch_save"]
+
+FORMAT = "shrinkml-asr"
+FORMAT_VERSION = 1
+_REQUIRED = ("format", "format_version", "config", "tokenizer", "state_dict")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file exists but cannot be used; the message names the file and why."""
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    model: ASRModel,
+    tokenizer: CharTokenizer,
+    meta: dict[str, Any] | None = None,
+    *,
+    half: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Write a checkpoint atomically.
+
+    Args:
+        path: destination file.
+        model: the recogniser.
+        tokenizer: its tokenizer.
+        meta: JSON-like facts to keep with the weights.
+        half: store floating-point weights as float16 (halves the file; loads back as float32).
+        extra: further top-level entries (optimiser state for resumable training, say).
+    """
+    state = {
+        k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
+        for k, v in model.state_dict().items()
+    }
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": model.config.to_dict(),
+        "tokenizer": tokenizer.to_dict(),
+        "state_dict": state,
+        "meta": dict(meta or {}),
+        **(extra or {}),
+    }
+    atomic_torch_save(payload, path)
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and validate the raw checkpoint dictionary.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        CheckpointError: the file is truncated, not a torch file, another program's checkpoint,
+            or a newer format version.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist (or is not a file)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for damaged files
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} could not be read: the file is truncated or not a "
+            f"torch checkpoint ({type(e).__name__}: {e})"
+        ) from e
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise CheckpointError(
+            f"{str(path)!r} is not a ShrinkML ASR checkpoint (format {found!r}, expected {FORMAT!r})"
+        )
+    missing = [k for k in _REQUIRED if k not in payload]
+    if missing:
+        raise CheckpointError(f"checkpoint {str(path)!r} lacks the entries {missing}")
+    if payload["format_version"] > FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} has format version {payload['format_version']}; this "
+            f"ShrinkML reads versions up to {FORMAT_VERSION}: upgrade ShrinkML"
+        )
+    return payload
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], device: str | torch.device = "cpu"
+) -> tuple[ASRModel, CharTokenizer, dict[str, Any]]:
+    """Rebuild the model (in eval mode, float32) and tokenizer from a checkpoint file alone.
+
+    Returns:
+        ``(model, tokenizer, meta)``.
+    """
+    payload = read_checkpoint(path)
+    try:
+        config = ASRConfig.from_dict(payload["config"])
+        tokenizer = CharTokenizer.from_dict(payload["tokenizer"])
+        model = ASRModel(config)
+        state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+        model.load_state_dict(state)
+    except (ValueError, TypeError, RuntimeError) as e:
+        raise CheckpointError(f"checkpoint {str(path)!r} is inconsistent: {e}") from e
+    return model.to(device).eval(), tokenizer, dict(payload.get("meta", {}))

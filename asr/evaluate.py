@@ -1,0 +1,78 @@
+"""Decode a set of utterances and score it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from asr.data import FeatureBatch
+from asr.decoding import BeamConfig, beam_search, greedy_decode
+from asr.metrics import ErrorRates, error_rates
+from asr.model import ASRModel
+from asr.text import CharTokenizer
+
+__all__ = ["Evaluation", "decode_batches", "evaluate_batches"]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Scores of one decoding pass; ``seconds`` is decoding wall time (features excluded)."""
+
+    rates: ErrorRates
+    seconds: float
+    ids: tuple[str, ...]
+    references: tuple[str, ...]
+    hypotheses: tuple[str, ...]
+
+    @property
+    def wer(self) -> float:
+        return self.rates.wer
+
+    @property
+    def cer(self) -> float:
+        return self.rates.cer
+
+
+def decode_batches(
+    model: ASRModel,
+    tokenizer: CharTokenizer,
+    batches: Sequence[FeatureBatch],
+    beam: BeamConfig | None = None,
+) -> list[str]:
+    """Transcripts of every utterance in ``batches``, in order; greedy unless ``beam`` is given."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    hypotheses: list[str] = []
+    try:
+        for batch in batches:
+            features, frames = batch.features.to(device), batch.frames.to(device)
+            if beam is None:
+                ids = greedy_decode(model, features, frames)
+            else:
+                ids = beam_search(model, features, frames, beam)
+            hypotheses.extend(tokenizer.decode(row) for row in ids)
+    finally:
+        model.train(was_training)
+    return hypotheses
+
+
+def evaluate_batches(
+    model: ASRModel,
+    tokenizer: CharTokenizer,
+    batches: Sequence[FeatureBatch],
+    beam: BeamConfig | None = None,
+) -> Evaluation:
+    """Decode and score; WER/CER as fractions."""
+    start = time.perf_counter()
+    hypotheses = decode_batches(model, tokenizer, batches, beam)
+    seconds = time.perf_counter() - start
+    references = [t for b in batches for t in b.texts]
+    return Evaluation(
+        rates=error_rates(references, hypotheses),
+        seconds=seconds,
+        ids=tuple(i for b in batches for i in b.ids),
+        references=tuple(references),
+        hypotheses=tuple(hypotheses),
+    )
