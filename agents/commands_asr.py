@@ -1,0 +1,177 @@
+"""``shrinkml train-asr``, ``shrinkml evaluate`` and ``shrinkml data …``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+__all__ = ["register"]
+
+
+def _progress_bar(desc: str, unit: str = "it"):
+    bar: dict[str, tqdm] = {}
+
+    def update(done: int, total: int, stats: dict | None = None) -> None:
+        if "bar" not in bar:
+            bar["bar"] = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)
+        b = bar["bar"]
+        b.update(done - b.n)
+        if stats:
+            shown = {k: f"{v:.3g}" for k, v in stats.items() if k in ("loss", "dev_wer", "lr")}
+            b.set_postfix(shown, refresh=False)
+        if done >= total:
+            b.close()
+
+    return update
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train-asr", help="train (or resume) an LSTM attention recogniser")
+    p.add_argument("--preset", default="default", help="model preset: tiny, default or large")
+    p.add_argument("--run-dir", type=Path, default=Path("runs/asr-default"), help="checkpoints go here; an existing last.pt is resumed")
+    p.add_argument("--train-manifest", type=Path, help="training manifest (default: the synthetic corpus' train split)")
+    p.add_argument("--dev-manifest", type=Path, help="dev manifest (default: the synthetic corpus' dev split)")
+    p.add_argument("--max-updates", type=int, default=20000)
+    p.add_argument("--stop-at", type=int, help="stop (resumably) after this many updates")
+    p.add_argument("--batch-seconds", type=float, default=320.0, help="padded audio seconds per batch")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=int, default=500)
+    p.add_argument("--ctc-weight", type=float, help="override the preset's CTC loss weight")
+    p.add_argument("--eval-every", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.set_defaults(handler=_train_asr)
+
+    p = sub.add_parser("evaluate", help="WER/CER of a checkpoint on a split or manifest")
+    p.add_argument("--checkpoint", type=Path, help="ASR checkpoint (default: the shipped model)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--split", default="test", choices=("train", "dev", "test", "unseen", "search"))
+    where.add_argument("--manifest", type=Path, help="any NeMo-style JSON-lines manifest")
+    p.add_argument("--limit", type=int, help="only the first N utterances")
+    p.add_argument("--beam", type=int, default=0, help="beam size (0: greedy decoding)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=_evaluate)
+
+    p = sub.add_parser("data", help="prepare speech data")
+    data = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    s = data.add_parser("synth", help="generate the default synthetic corpus (offline, espeak-ng)")
+    s.add_argument("--cache-dir", type=Path, help="where corpora are cached (default: $SHRINKML_CACHE or ~/.cache/shrinkml)")
+    s.add_argument("--tiny", action="store_true", help="the tiny test corpus instead of the default")
+    s.add_argument("--workers", type=int, help="synthesis processes (default: all cores)")
+    s.set_defaults(handler=_synth)
+    lib = data.add_parser("librispeech", help="manifest for a LibriSpeech split folder")
+    lib.add_argument("path", type=Path, help="e.g. LibriSpeech/test-clean")
+    lib.add_argument("--out", type=Path, required=True, help="manifest file to write")
+    lib.set_defaults(handler=_librispeech)
+
+
+def _train_asr(args: argparse.Namespace) -> int:
+    from asr.default import split_manifest
+    from asr.manifest import read_manifest
+    from asr.model import PRESETS
+    from asr.train import TrainConfig, train
+
+    if args.preset not in PRESETS:
+        raise ValueError(f"unknown preset {args.preset!r}; accepted: {', '.join(PRESETS)}")
+    overrides = {} if args.ctc_weight is None else {"ctc_weight": args.ctc_weight}
+    model_config = PRESETS[args.preset].__class__(**{**PRESETS[args.preset].to_dict(), **overrides})
+    config = TrainConfig(
+        max_updates=args.max_updates,
+        max_batch_seconds=args.batch_seconds,
+        learning_rate=args.lr,
+        warmup_updates=args.warmup,
+        eval_every=args.eval_every,
+        seed=args.seed,
+        threads=args.threads,
+    )
+    train_path = args.train_manifest or split_manifest("train", _progress_bar("synthesising corpus", "utt"))
+    dev_path = args.dev_manifest or split_manifest("dev")
+    train_set = read_manifest(train_path, check_audio=False)
+    dev_set = read_manifest(dev_path, check_audio=False)
+    for m in (train_set, dev_set):
+        if m.skipped:
+            print(f"{m.path}: skipped {len(m.skipped)} bad lines (first: {m.skipped[0]})", file=sys.stderr)
+    result = train(
+        model_config,
+        config,
+        train_set.utterances,
+        dev_set.utterances,
+        args.run_dir,
+        progress=_progress_bar("training", "upd"),
+        meta={"command": " ".join(sys.argv), "train_manifest": str(train_path)},
+        stop_at_update=args.stop_at,
+    )
+    print(
+        f"{result.updates} updates; best dev WER {result.best_dev_wer:.4f}; "
+        f"best: {result.best_checkpoint}; last: {result.last_checkpoint}"
+    )
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from asr.checkpoint import load_checkpoint
+    from asr.data import prepare_feature_batches
+    from asr.decoding import BeamConfig
+    from asr.default import default_checkpoint, load_split
+    from asr.evaluate import evaluate_batches
+    from asr.features import LogMelFrontend
+    from asr.manifest import read_manifest
+
+    checkpoint = args.checkpoint or default_checkpoint()
+    model, tokenizer, _ = load_checkpoint(checkpoint)
+    if args.manifest is not None:
+        manifest = read_manifest(args.manifest)
+        utterances, source = manifest.utterances, str(args.manifest)
+    else:
+        utterances, source = load_split(args.split, _progress_bar("synthesising corpus", "utt")), args.split
+    if args.limit is not None:
+        if args.limit < 1:
+            raise ValueError(f"--limit must be >= 1; got {args.limit}")
+        utterances = utterances[: args.limit]
+    if not utterances:
+        raise ValueError(f"{source} holds no readable utterances")
+    started = time.perf_counter()
+    batches = prepare_feature_batches(utterances, LogMelFrontend(), tokenizer)
+    feature_seconds = time.perf_counter() - started
+    beam = BeamConfig(beam_size=args.beam) if args.beam else None
+    result = evaluate_batches(model, tokenizer, batches, beam)
+    report = {
+        "checkpoint": str(checkpoint),
+        "data": source,
+        "decoding": f"beam{args.beam}" if args.beam else "greedy",
+        "wer": result.wer,
+        "cer": result.cer,
+        "utterances": result.rates.utterances,
+        "seconds": result.seconds,
+        "feature_seconds": feature_seconds,
+    }
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(
+            f"{source}: WER {result.wer:.4f}  CER {result.cer:.4f}  over {report['utterances']} "
+            f"utterances; decoding {result.seconds:.2f} s ({report['decoding']})"
+        )
+    return 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from asr.corpus import CorpusConfig, ensure_corpus
+
+    config = CorpusConfig.tiny() if args.tiny else CorpusConfig()
+    paths = ensure_corpus(config, cache_dir=args.cache_dir, progress=_progress_bar("synthesising", "utt"), workers=args.workers)
+    print(paths.root)
+    return 0
+
+
+def _librispeech(args: argparse.Namespace) -> int:
+    from asr.corpus import librispeech_to_manifest
+
+    count = librispeech_to_manifest(args.path, args.out)
+    print(f"wrote {count} utterances to {args.out}")
+    return 0

@@ -1,0 +1,78 @@
+"""The embedded default: shipped checkpoint, its corpus splits and its search subset.
+
+The default corpus is generated on first use (see :mod:`asr.corpus`); the shipped model was
+trained on its ``train`` split. The search subset is a list of ``dev`` utterance ids chosen
+so that its WER ranks compressed models the way the full dev set does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from asr.manifest import Utterance, read_manifest
+
+__all__ = [
+    "DEFAULT_CHECKPOINT",
+    "NAMED_SPLITS",
+    "SEARCH_SUBSET",
+    "default_checkpoint",
+    "load_split",
+    "split_manifest",
+]
+
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+DEFAULT_CHECKPOINT = PRETRAINED_DIR / "default.pt"
+SEARCH_SUBSET = PRETRAINED_DIR / "search_subset.json"
+NAMED_SPLITS = ("train", "dev", "test", "unseen", "search")
+
+
+def default_checkpoint() -> Path:
+    """Path of the shipped checkpoint.
+
+    Raises:
+        FileNotFoundError: if this installation has no shipped model (a source tree before
+            the model was trained), saying how to train one.
+    """
+    if not DEFAULT_CHECKPOINT.is_file():
+        raise FileNotFoundError(
+            f"no shipped default model at {DEFAULT_CHECKPOINT}; train one with "
+            "`shrinkml train-asr --preset default` and pass --checkpoint RUN_DIR/best.pt"
+        )
+    return DEFAULT_CHECKPOINT
+
+
+def split_manifest(split: str, progress: Callable[[int, int], None] | None = None) -> Path:
+    """Manifest of a default-corpus split, generating the corpus on first use."""
+    from asr.corpus import SPLITS, ensure_corpus
+
+    if split not in SPLITS:
+        raise ValueError(f"unknown corpus split {split!r}; accepted: {', '.join(SPLITS)}")
+    return ensure_corpus(progress=progress).manifest(split)
+
+
+def search_subset_ids(path: Path = SEARCH_SUBSET) -> list[str]:
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no search subset at {path}; choose one with `python benchmarks/bench_subset.py`"
+        )
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return list(data["ids"])
+
+
+def load_split(split: str, progress: Callable[[int, int], None] | None = None) -> list[Utterance]:
+    """Utterances of a named split (``train``, ``dev``, ``test``, ``unseen`` or ``search``)."""
+    if split not in NAMED_SPLITS:
+        raise ValueError(f"unknown split {split!r}; accepted: {', '.join(NAMED_SPLITS)}")
+    if split != "search":
+        return read_manifest(split_manifest(split, progress), check_audio=False).utterances
+    dev = {u.id: u for u in load_split("dev", progress)}
+    ids = search_subset_ids()
+    missing = [i for i in ids if i not in dev]
+    if missing:
+        raise ValueError(
+            f"search subset names {len(missing)} ids absent from the dev split (first: "
+            f"{missing[0]!r}); the corpus and the shipped subset disagree"
+        )
+    return [dev[i] for i in ids]

@@ -1,0 +1,299 @@
+"""Training recipe: joint attention + CTC loss, Adam with warm-up and late linear decay.
+
+A run directory holds ``last.pt`` (everything needed to resume: weights, optimiser, data order
+position, random state), ``best.pt`` (the weights with the lowest dev WER so far) and
+``history.jsonl`` (one line per dev evaluation). Calling :func:`train` again on the same
+directory resumes from ``last.pt``; with the same seed the result is the same as an
+uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from asr.audio import SAMPLE_RATE
+from asr.checkpoint import read_checkpoint, save_checkpoint
+from asr.data import duration_batches, load_batch, prepare_feature_batches
+from asr.evaluate import evaluate_batches
+from asr.features import LogMelFrontend, SpecAugmentConfig, normalise_utterances, spec_augment
+from asr.manifest import Utterance
+from asr.model import ASRConfig, ASRModel
+from asr.text import CharTokenizer
+
+__all__ = ["TrainConfig", "TrainResult", "train", "learning_rate"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings; the run's model config is stored beside it in every checkpoint."""
+
+    max_updates: int = 20000  # optimiser steps in the whole run
+    max_batch_seconds: float = 320.0  # padded audio per batch: bounds memory and step time
+    max_batch_size: int = 48  # utterances per batch at most
+    learning_rate: float = 1e-3  # Adam peak learning rate
+    warmup_updates: int = 500  # linear warm-up from 0: stabilises the attention's start
+    decay_start: float = 0.6  # fraction of max_updates after which the rate decays linearly
+    final_lr_fraction: float = 0.05  # learning rate at the last update, relative to the peak
+    grad_clip: float = 5.0  # global gradient-norm clip
+    label_smoothing: float = 0.1  # on the attention decoder's cross-entropy
+    specaugment: SpecAugmentConfig | None = field(default_factory=SpecAugmentConfig)
+    curriculum_updates: int = 2000  # early updates drawn only from short utterances
+    curriculum_max_seconds: float = 3.0  # what counts as short during the curriculum
+    eval_every: int = 1000  # updates between dev evaluations (and checkpoints)
+    dev_utterances: int = 300  # dev utterances decoded at each evaluation
+    seed: int = 0
+    threads: int | None = None  # torch intra-op threads; None keeps torch's default
+
+    def __post_init__(self) -> None:
+        for name in ("max_updates", "max_batch_size", "eval_every", "dev_utterances"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1; got {getattr(self, name)}")
+        if self.learning_rate <= 0 or self.max_batch_seconds <= 0:
+            raise ValueError(
+                f"learning_rate and max_batch_seconds must be > 0; got {self.learning_rate}, "
+                f"{self.max_batch_seconds}"
+            )
+        if not 0.0 <= self.decay_start <= 1.0 or not 0.0 <= self.final_lr_fraction <= 1.0:
+            raise ValueError(
+                f"decay_start and final_lr_fraction must be in [0, 1]; got {self.decay_start}, "
+                f"{self.final_lr_fraction}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Where a run stands when :func:`train` returns."""
+
+    updates: int
+    best_dev_wer: float
+    best_checkpoint: Path
+    last_checkpoint: Path
+    seconds: float  # wall time of this call (not of earlier, resumed-from calls)
+
+
+def learning_rate(config: TrainConfig, update: int) -> float:
+    """Learning rate at ``update`` (0-based): warm-up, plateau, linear decay."""
+    peak = config.learning_rate
+    if update < config.warmup_updates:
+        return peak * (update + 1) / config.warmup_updates
+    start = config.decay_start * config.max_updates
+    if update < start:
+        return peak
+    progress = min((update - start) / max(config.max_updates - start, 1), 1.0)
+    return peak * (1.0 - progress * (1.0 - config.final_lr_fraction))
+
+
+def joint_loss(
+    model: ASRModel,
+    features: torch.Tensor,
+    frames: torch.Tensor,
+    targets: torch.Tensor,
+    target_lengths: torch.Tensor,
+    label_smoothing: float,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """``(1 - w) · attention CE + w · CTC`` with ``w = model.config.ctc_weight``."""
+    logits, encoded, lengths = model(features, frames, targets)
+    gold = targets[:, 1:]
+    attention = F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]),
+        gold.reshape(-1),
+        ignore_index=CharTokenizer.blank_id,
+        label_smoothing=label_smoothing,
+    )
+    weight = model.config.ctc_weight
+    stats = {"attention_loss": attention.item()}
+    if weight == 0:
+        return attention, stats
+    log_probs = model.ctc_log_probs(encoded).transpose(0, 1)  # (T', B, V)
+    ctc_targets = torch.cat([targets[i, 1 : 1 + n] for i, n in enumerate(target_lengths.tolist())])
+    ctc = F.ctc_loss(
+        log_probs,
+        ctc_targets,
+        lengths,
+        target_lengths,
+        blank=CharTokenizer.blank_id,
+        reduction="mean",
+        zero_infinity=True,
+    )
+    stats["ctc_loss"] = ctc.item()
+    return (1 - weight) * attention + weight * ctc, stats
+
+
+def _epoch_batches(
+    utterances: Sequence[Utterance], config: TrainConfig, epoch: int, short_only: bool
+) -> list[list[int]]:
+    durations = [u.duration for u in utterances]
+    pool = [i for i, d in enumerate(durations) if not short_only or d <= config.curriculum_max_seconds]
+    if not pool:
+        pool = list(range(len(durations)))
+    batches = duration_batches(
+        [durations[i] for i in pool],
+        config.max_batch_seconds,
+        config.max_batch_size,
+        shuffle=True,
+        seed=config.seed * 100003 + epoch * 2 + int(short_only),
+    )
+    return [[pool[j] for j in b] for b in batches]
+
+
+def train(
+    model_config: ASRConfig,
+    config: TrainConfig,
+    train_set: Sequence[Utterance],
+    dev_set: Sequence[Utterance],
+    run_dir: str | os.PathLike[str],
+    *,
+    tokenizer: CharTokenizer | None = None,
+    progress: Callable[[int, int, dict[str, float]], None] | None = None,
+    meta: dict[str, Any] | None = None,
+    init_from: ASRModel | None = None,
+    stop_at_update: int | None = None,
+) -> TrainResult:
+    """Train (or resume training) a recogniser.
+
+    Args:
+        model_config: architecture; must match ``last.pt`` when resuming.
+        config: optimisation settings.
+        train_set: training utterances.
+        dev_set: development utterances; the first ``config.dev_utterances`` are decoded.
+        run_dir: where checkpoints go; an existing ``last.pt`` there is resumed.
+        tokenizer: defaults to :class:`CharTokenizer`.
+        progress: called after each update with ``(update, max_updates, stats)``.
+        meta: facts written into every checkpoint (command line, corpus key...).
+        init_from: start from these weights instead of a fresh initialisation.
+        stop_at_update: return (after saving ``last.pt``) once this many updates are done,
+            leaving the run resumable; the schedule still follows ``config.max_updates``.
+
+    Returns:
+        A :class:`TrainResult`.
+    """
+    if not train_set or not dev_set:
+        raise ValueError(
+            f"training needs utterances in both sets; got {len(train_set)} train, {len(dev_set)} dev"
+        )
+    started = time.perf_counter()
+    tokenizer = tokenizer or CharTokenizer()
+    if model_config.vocab_size != tokenizer.vocab_size:
+        raise ValueError(
+            f"model vocab_size={model_config.vocab_size} but the tokenizer has "
+            f"{tokenizer.vocab_size} symbols; set ASRConfig.vocab_size={tokenizer.vocab_size}"
+        )
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    torch.manual_seed(config.seed)
+    model = ASRModel(model_config)
+    if init_from is not None:
+        model.load_state_dict(init_from.state_dict())
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    update, epoch, position, best_wer = 0, 0, 0, math.inf
+    if last_path.exists():
+        payload = read_checkpoint(last_path)
+        if payload["config"] != model_config.to_dict():
+            raise ValueError(
+                f"{last_path} was trained with a different model config; use a new run "
+                f"directory or the same config.\n saved: {payload['config']}\n given: "
+                f"{model_config.to_dict()}"
+            )
+        model.load_state_dict(payload["state_dict"])
+        optimiser.load_state_dict(payload["optimiser"])
+        state = payload["train_state"]
+        update, epoch, position = state["update"], state["epoch"], state["position"]
+        best_wer = state["best_dev_wer"]
+        torch.set_rng_state(payload["rng_state"])
+        resumed_generator_state = payload["augment_rng_state"]
+    else:
+        resumed_generator_state = None
+    frontend = LogMelFrontend()
+    dev_batches = prepare_feature_batches(list(dev_set)[: config.dev_utterances], frontend, tokenizer)
+    generator = torch.Generator().manual_seed(config.seed)
+    if resumed_generator_state is not None:
+        generator.set_state(resumed_generator_state)
+    base_meta = {"train_config": config.to_dict(), "sample_rate": SAMPLE_RATE, **(meta or {})}
+
+    def save(kind: str, dev_wer: float) -> None:
+        info = {**base_meta, "updates": update, "dev_wer": dev_wer, "best_dev_wer": best_wer}
+        if kind == "best":
+            save_checkpoint(best_path, model, tokenizer, info)
+            return
+        save_checkpoint(
+            last_path,
+            model,
+            tokenizer,
+            info,
+            extra={
+                "optimiser": optimiser.state_dict(),
+                "train_state": {"update": update, "epoch": epoch, "position": position, "best_dev_wer": best_wer},
+                "rng_state": torch.get_rng_state(),
+                "augment_rng_state": generator.get_state(),
+            },
+        )
+
+    end = config.max_updates if stop_at_update is None else min(stop_at_update, config.max_updates)
+    model.train()
+    while update < end:
+        short = update < config.curriculum_updates
+        batches = _epoch_batches(train_set, config, epoch, short)
+        while update < end:
+            indices = batches[position]
+            batch = load_batch([train_set[i] for i in indices], tokenizer)
+            features, frames = frontend(batch.waveforms, batch.samples)
+            features = normalise_utterances(features, frames)
+            if config.specaugment is not None:
+                features = spec_augment(features, frames, config.specaugment, generator)
+            lr = learning_rate(config, update)
+            for group in optimiser.param_groups:
+                group["lr"] = lr
+            loss, stats = joint_loss(
+                model, features, frames, batch.targets, batch.target_lengths, config.label_smoothing
+            )
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimiser.step()
+            update += 1
+            position += 1
+            stats.update(loss=loss.item(), grad_norm=grad_norm.item(), lr=lr)
+            # An epoch ends with its batches, or early when the short-utterance curriculum
+            # ends; the position saved below then already points at the next epoch, so a
+            # resumed run draws the same batches as an uninterrupted one.
+            epoch_ended = position >= len(batches) or (short and update >= config.curriculum_updates)
+            if epoch_ended:
+                epoch, position = epoch + 1, 0
+            if update == end and update % config.eval_every and update < config.max_updates:
+                save("last", math.nan)  # interrupted between evaluations: keep the place
+            if update % config.eval_every == 0 or update == config.max_updates:
+                result = evaluate_batches(model, tokenizer, dev_batches)
+                stats.update(dev_wer=result.wer, dev_cer=result.cer)
+                if result.wer < best_wer:
+                    best_wer = result.wer
+                    save("best", result.wer)
+                save("last", result.wer)
+                with open(run_dir / "history.jsonl", "a", encoding="utf-8") as f:
+                    f.write(json.dumps({"update": update, "epoch": epoch, **stats}) + "\n")
+            if progress is not None:
+                progress(update, config.max_updates, stats)
+            if epoch_ended:
+                break
+    return TrainResult(
+        updates=update,
+        best_dev_wer=best_wer,
+        best_checkpoint=best_path,
+        last_checkpoint=last_path,
+        seconds=time.perf_counter() - started,
+    )

@@ -1,0 +1,81 @@
+"""The training recipe end to end on a handful of tone-coded utterances."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from asr.audio import save_audio
+from asr.checkpoint import load_checkpoint
+from asr.manifest import Utterance
+from asr.model import PRESETS
+from asr.train import TrainConfig, learning_rate, train
+
+TONES = {"a": 300.0, "b": 700.0, "c": 1500.0, "d": 3000.0}
+
+
+def _utterances(folder, n=12, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(n):
+        text = "".join("abcd"[int(k)] for k in torch.randint(0, 4, (3,), generator=gen))
+        t = torch.arange(1600) / 16000
+        wave = torch.cat([0.3 * torch.sin(2 * math.pi * TONES[ch] * t) for ch in text])
+        path = folder / f"u{i}.wav"
+        save_audio(path, wave)
+        out.append(Utterance(f"u{i}", str(path), text, wave.numel() / 16000))
+    return out
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("audio")
+    return _utterances(folder)
+
+
+def _config(**kw):
+    base = dict(max_updates=6, max_batch_seconds=2.0, max_batch_size=4, eval_every=3,
+                dev_utterances=4, warmup_updates=2, curriculum_updates=2,
+                curriculum_max_seconds=0.3, seed=3)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_resume_matches_uninterrupted_run(data, tmp_path):
+    model_config = PRESETS["tiny"]
+    straight = train(model_config, _config(), data, data, tmp_path / "a")
+    train(model_config, _config(), data, data, tmp_path / "b", stop_at_update=4)
+    resumed = train(model_config, _config(), data, data, tmp_path / "b")
+    assert straight.updates == resumed.updates == 6
+    a, _, meta_a = load_checkpoint(straight.last_checkpoint)
+    b, _, meta_b = load_checkpoint(resumed.last_checkpoint)
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(pa, pb, msg=name)
+    assert meta_a["updates"] == 6 and meta_a["train_config"]["max_updates"] == 6
+    history = [json.loads(line) for line in (tmp_path / "a" / "history.jsonl").read_text().splitlines()]
+    assert [h["update"] for h in history] == [3, 6]
+    assert all(0.0 <= h["dev_wer"] for h in history)
+    assert straight.best_checkpoint.exists()
+
+
+def test_resume_with_other_model_config_is_refused(data, tmp_path):
+    train(PRESETS["tiny"], _config(), data, data, tmp_path, stop_at_update=3)
+    other = PRESETS["tiny"].__class__(**{**PRESETS["tiny"].to_dict(), "encoder_hidden_size": 16})
+    with pytest.raises(ValueError, match="different model config"):
+        train(other, _config(), data, data, tmp_path)
+
+
+def test_learning_rate_schedule():
+    config = TrainConfig(max_updates=100, warmup_updates=10, decay_start=0.5, final_lr_fraction=0.1)
+    assert learning_rate(config, 0) == pytest.approx(1e-4)
+    assert learning_rate(config, 30) == pytest.approx(1e-3)
+    assert learning_rate(config, 99) == pytest.approx(1e-3 * (1 - 49 / 50 * 0.9))
+
+
+def test_bad_inputs(data, tmp_path):
+    with pytest.raises(ValueError, match="max_updates must be >= 1; got 0"):
+        TrainConfig(max_updates=0)
+    with pytest.raises(ValueError, match="got 0 train"):
+        train(PRESETS["tiny"], _config(), [], data, tmp_path)
+    with pytest.raises(ValueError, match="vocab_size"):
+        train(PRESETS["tiny"].__class__(vocab_size=40), _config(), data, data, tmp_path)
