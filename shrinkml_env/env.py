@@ -1,0 +1,361 @@
+"""``ShrinkML-v0``: choose an SVD rank for each LSTM layer of a recogniser, one step at a time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from shrinkml_env.cache import EvaluationCache, cache_key
+from shrinkml_env.plan import STATIC_FEATURES, CompressionPlan
+from shrinkml_env.records import EpisodeRecord
+from shrinkml_env.rewards import Outcome, Reward, budget_penalty, make_reward
+from shrinkml_env.search_space import RankMenu, make_menu
+from shrinkml_env.target import CompressionTarget, resolve_target
+
+__all__ = ["CONSTRAINTS", "GRANULARITIES", "ShrinkMLEnv", "OBSERVATION_FEATURES"]
+
+CONSTRAINTS = ("clamp", "mask", "punish")
+GRANULARITIES = ("layer", "matrix")
+DYNAMIC_FEATURES = (
+    "size_removed",
+    "size_to_decide",
+    "previous_action",
+    "budget",
+    "budget_slack",
+)
+OBSERVATION_FEATURES = STATIC_FEATURES + DYNAMIC_FEATURES
+
+
+class ShrinkMLEnv(gym.Env):
+    """
+    ## Description
+
+    Low-rank (SVD) compression of a trained speech recogniser made of LSTM layers, after
+    ShrinkML (Dudziak et al., Interspeech 2019). An episode walks through the compressible
+    layers in a fixed order (encoder first, then decoder); at each step the agent picks the
+    rank of the next layer (``granularity="layer"``: every weight matrix of that LSTM at the
+    same fraction of its full rank) or of the next weight matrix (``granularity="matrix"``).
+    After the last choice the model is compressed with the precomputed SVDs, decoded on a
+    small, representative search subset, and the terminal reward combines its word error
+    rate (WER) and size. Nothing is trained: the episode scores a compression.
+
+    ## Action Space
+
+    ``Discrete(K)`` over the rank menu (``rank_menu``; default ``linear8``: fractions 1/16,
+    2/16, …, 8/16 of each matrix's full rank, then "keep dense"), so ``K = 9``. Action ``k <
+    K-1`` gives each matrix rank ``round(fraction_k · min(m, n))``; action ``K-1`` keeps the
+    layer dense; a rank at or above a matrix's break-even rank ``m·n/(m+n)`` also keeps it
+    dense. With ``continuous=True`` the action is ``Box(-1, 1, (1,))``, mapped linearly onto
+    the menu indices (and rounded).
+
+    ## Observation Space
+
+    ``Box(0, 1, (16,), float32)``; static features describe the layer (or matrix) about to be
+    compressed, dynamic ones the episode so far. Sizes count compressible parameters only.
+
+    | Num | Feature          | Min | Max | Meaning                                                     |
+    |-----|------------------|-----|-----|-------------------------------------------------------------|
+    | 0   | position         | 0   | 1   | step index / (steps - 1)                                     |
+    | 1   | is_decoder       | 0   | 1   | 1 for decoder layers, 0 for encoder (role given by target)   |
+    | 2   | bidirectional    | 0   | 1   | 1 when the layer has a reverse direction                     |
+    | 3   | input_size       | 0   | 1   | input width / widest input of any layer                      |
+    | 4   | hidden_size      | 0   | 1   | hidden width / widest hidden size of any layer               |
+    | 5   | param_share      | 0   | 1   | this step's dense parameters / all compressible parameters   |
+    | 6   | break_even       | 0   | 1   | break-even rank / full rank (parameter-weighted)             |
+    | 7   | energy_1_8       | 0   | 1   | singular-value energy kept at 1/8 of full rank               |
+    | 8   | energy_1_4       | 0   | 1   | … at 1/4 of full rank                                        |
+    | 9   | energy_1_2       | 0   | 1   | … at 1/2 of full rank                                        |
+    | 10  | recurrent_share  | 0   | 1   | share of this step's parameters in recurrent (hh) matrices   |
+    | 11  | size_removed     | 0   | 1   | parameters removed so far / all                              |
+    | 12  | size_to_decide   | 0   | 1   | dense parameters of this and later steps / all               |
+    | 13  | previous_action  | 0   | 1   | previous action / (K - 1); 0 at the first step               |
+    | 14  | budget           | 0   | 1   | the target size ratio                                        |
+    | 15  | budget_slack     | 0   | 1   | (budget·all - used - smallest possible rest) / all, clipped  |
+
+    ## Rewards
+
+    Intermediate steps give 0. The terminal reward is a named reward object (``reward``);
+    with ``e`` the error (WER), ``b`` the baseline error, ``s`` the size ratio, ``B`` the budget:
+
+    * ``wer_size`` (default): ``-log(e/b) - 0.5·log(s/B)`` — WER and size in one scale-free
+      number (maximises ``1/((e/b)·(s/B)^0.5)``, the design card's WER/size trade-off). It is
+      0 for baseline accuracy at exactly the budget, means the same on any baseline WER, and
+      still prefers the smaller of two equally accurate models.
+    * ``budget_wer``: ``-log(e/b)``; the budget is left to the constraint.
+    * ``accuracy_guaranteed``: ``1 - s`` while ``e ≤ b·(1 + 0.05)``, else
+      ``-2·log(e / (b·1.05))``: maximal compression at bounded WER loss.
+    * ``amc``: ``-e · log(params) / log(dense params)`` (AMC, He et al. 2018).
+    * ``linear``: ``-((e/b - 1) + s)``.
+
+    All are clipped to ``[-5, 5]``. With ``constraint="punish"`` a penalty
+    ``-5·max(s - B, 0)/B`` is added.
+
+    ## Starting State
+
+    The first compressible layer, nothing compressed yet. The environment has no randomness:
+    ``reset(seed=...)`` only seeds ``np_random`` for wrappers and agents that use it.
+
+    ## Episode End
+
+    1. Termination: after the last layer's (or matrix's) rank is chosen.
+    2. Truncation: none; episodes always have exactly ``steps`` steps.
+
+    ## Arguments
+
+    ```python
+    gym.make("ShrinkML-v0", target=None, budget=0.3, reward="wer_size", constraint="clamp",
+             rank_menu="linear8", granularity="layer", cache=None, device="cpu",
+             continuous=False)
+    ```
+
+    * ``target``: ``None``/``"default"`` (the shipped recogniser scored on the shipped search
+      subset), ``"toy"`` (a millisecond test target), an ASR checkpoint path, or a
+      :class:`~shrinkml_env.target.CompressionTarget` wrapping your own model.
+    * ``budget``: size ratio to reach, in (0, 1]: compressible parameters after ÷ before.
+    * ``reward``: a registered reward name (:func:`shrinkml_env.rewards.reward_names`) or object.
+    * ``constraint``: ``"clamp"`` (AMC-style: an action is lowered until the budget stays
+      reachable with the smallest ranks for the remaining steps), ``"mask"`` (infeasible
+      actions masked out through ``action_masks()``, for sb3-contrib's MaskablePPO; an
+      infeasible action is clamped like ``"clamp"``), ``"punish"`` (no limit; terminal penalty).
+    * ``rank_menu``: menu preset name (``linear8``, ``linear4``, ``linear16``,
+      ``geometric6``, ``full_range8``), fractions, or a :class:`RankMenu`.
+    * ``granularity``: ``"layer"`` or ``"matrix"``.
+    * ``cache``: None (in-memory cache) or a path to an SQLite cache shared between processes.
+    * ``device``: torch device for evaluation.
+    * ``continuous``: ``Box(-1, 1)`` actions instead of ``Discrete(K)``.
+
+    Terminal ``info``: ``ranks`` (per matrix, in plan order), ``wer``, ``baseline_wer``,
+    ``size_ratio``, ``params``, ``reward_name``, ``cache_hit``; every step's ``info`` has
+    ``actions`` so far and the ``action_taken`` after clamping.
+
+    ## Version History
+
+    * v0: initial version.
+
+    ## Example
+
+    >>> import gymnasium as gym
+    >>> import shrinkml_env
+    >>> env = gym.make("ShrinkML-v0", target="toy", budget=0.4)
+    >>> obs, info = env.reset(seed=0)
+    >>> obs.shape
+    (16,)
+    >>> terminated = False
+    >>> while not terminated:
+    ...     obs, reward, terminated, truncated, info = env.step(2)
+    >>> info["size_ratio"] <= 0.4
+    True
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        target: CompressionTarget | str | None = None,
+        budget: float = 0.3,
+        reward: str | Reward = "wer_size",
+        constraint: str = "clamp",
+        rank_menu: str | RankMenu | tuple[float, ...] | None = None,
+        granularity: str = "layer",
+        cache: str | None = None,
+        device: str = "cpu",
+        continuous: bool = False,
+    ) -> None:
+        super().__init__()
+        if not isinstance(budget, (int, float)) or not 0.0 < float(budget) <= 1.0:
+            raise ValueError(f"budget must be a size ratio in (0, 1]; got {budget!r}")
+        if constraint not in CONSTRAINTS:
+            raise ValueError(f"unknown constraint {constraint!r}; accepted: {', '.join(CONSTRAINTS)}")
+        if granularity not in GRANULARITIES:
+            raise ValueError(f"unknown granularity {granularity!r}; accepted: {', '.join(GRANULARITIES)}")
+        self.budget = float(budget)
+        self.reward_fn = make_reward(reward)
+        self.constraint = constraint
+        self.menu = make_menu(rank_menu)
+        self.granularity = granularity
+        self.continuous = bool(continuous)
+        self.target = resolve_target(target, device=device)
+        self.plan = CompressionPlan(self.target, self.menu, granularity, device=torch.device(device))
+        self.cache = EvaluationCache(cache)
+        self.steps = self.plan.n_units
+        self.observation_space = spaces.Box(0.0, 1.0, (len(OBSERVATION_FEATURES),), np.float32)
+        if self.continuous:
+            self.action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+        else:
+            self.action_space = spaces.Discrete(self.menu.size)
+        # Smallest parameters any completion of steps t.. can reach, for clamping and masks.
+        self._min_rest = np.concatenate([np.cumsum(self.plan.unit_params[::-1, 0])[::-1], [0]])
+        smallest = self._min_rest[0] / self.plan.dense_total
+        if constraint != "punish" and self.budget < smallest:
+            raise ValueError(
+                f"budget {self.budget} is below the smallest size ratio this rank menu can reach "
+                f"({smallest:.4f}); raise the budget or add smaller fractions to the menu"
+            )
+        self._t: int | None = None
+        self._done = False
+
+    # -- Gymnasium API -----------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self._t = 0
+        self._done = False
+        self._actions: list[int] = []
+        self._used = 0.0  # parameters of the decided steps after compression
+        return self._observation(), {}
+
+    def step(self, action):
+        if self._t is None:
+            raise RuntimeError("step() called before reset(); call env.reset() first")
+        if self._done:
+            raise RuntimeError("step() called after the episode ended; call env.reset() first")
+        index = self._action_index(action)
+        if self.constraint != "punish":
+            index = min(index, self._largest_feasible())
+        t = self._t
+        self._actions.append(index)
+        self._used += float(self.plan.unit_params[t, index])
+        self._t += 1
+        info: dict[str, Any] = {"actions": list(self._actions), "action_taken": index}
+        if self._t < self.steps:
+            return self._observation(), 0.0, False, False, info
+        self._done = True
+        reward, terminal = self._finish()
+        info.update(terminal)
+        return self._observation(), reward, True, False, info
+
+    def action_masks(self) -> np.ndarray:
+        """Feasible actions at this step (sb3-contrib MaskablePPO); never all False."""
+        mask = np.zeros(self.menu.size, dtype=bool)
+        if self._t is None or self._done:
+            mask[:] = True
+            return mask
+        if self.constraint == "punish":
+            mask[:] = True
+            return mask
+        mask[: self._largest_feasible() + 1] = True
+        return mask
+
+    # -- records ---------------------------------------------------------------------------
+    def record(self, info: dict[str, Any], reward: float) -> EpisodeRecord:
+        """The serialisable record of the episode that ended with ``info``/``reward``."""
+        return EpisodeRecord(
+            target=self.target.name,
+            target_fingerprint=self.target.fingerprint,
+            data_fingerprint=self.target.data_fingerprint,
+            granularity=self.granularity,
+            menu=self.menu.fractions,
+            budget=self.budget,
+            constraint=self.constraint,
+            reward_name=self.reward_fn.name,
+            actions=tuple(info["actions"]),
+            ranks=tuple(info["ranks"]),
+            wer=info["wer"],
+            size_ratio=info["size_ratio"],
+            reward=float(reward),
+        )
+
+    def apply(self, record: EpisodeRecord) -> tuple[float, dict[str, Any]]:
+        """Replay a record's actions; returns ``(reward, terminal info)``."""
+        mismatches = record.mismatches(self)
+        if mismatches:
+            raise ValueError("record does not fit this environment: " + "; ".join(mismatches))
+        self.reset()
+        for action in record.actions:
+            _, reward, terminated, _, info = self.step(action)
+        assert terminated
+        return float(reward), info
+
+    def validate(self, record: EpisodeRecord, tolerance: float = 1e-6) -> bool:
+        """Replay a record and check that ranks, size and reward reproduce.
+
+        Raises:
+            ValueError: naming what differs.
+        """
+        reward, info = self.apply(record)
+        problems = []
+        if tuple(info["ranks"]) != tuple(record.ranks):
+            problems.append(f"ranks {tuple(info['ranks'])} != recorded {tuple(record.ranks)}")
+        if abs(info["size_ratio"] - record.size_ratio) > tolerance:
+            problems.append(f"size_ratio {info['size_ratio']} != recorded {record.size_ratio}")
+        if abs(reward - record.reward) > tolerance:
+            problems.append(f"reward {reward} != recorded {record.reward}")
+        if problems:
+            raise ValueError("record does not reproduce: " + "; ".join(problems))
+        return True
+
+    # -- internals -------------------------------------------------------------------------
+    def _action_index(self, action) -> int:
+        if self.continuous:
+            value = np.asarray(action, dtype=np.float64).reshape(-1)
+            if value.size != 1 or not np.isfinite(value[0]):
+                raise ValueError(f"continuous action must be one finite number in [-1, 1]; got {action!r}")
+            scaled = (float(np.clip(value[0], -1.0, 1.0)) + 1.0) / 2.0 * (self.menu.size - 1)
+            return int(round(scaled))
+        try:
+            index = int(action)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"action must be an integer in [0, {self.menu.size - 1}]; got {action!r}") from e
+        if index != action or not 0 <= index < self.menu.size:
+            raise ValueError(f"action must be an integer in [0, {self.menu.size - 1}]; got {action!r}")
+        return index
+
+    def _largest_feasible(self) -> int:
+        """Largest action at this step that leaves the budget reachable (0 if none does)."""
+        t = self._t
+        allowance = self.budget * self.plan.dense_total - self._used - self._min_rest[t + 1]
+        feasible = np.nonzero(self.plan.unit_params[t] <= allowance + 1e-9)[0]
+        return int(feasible.max()) if feasible.size else 0
+
+    def _observation(self) -> np.ndarray:
+        t = min(self._t or 0, self.steps - 1)
+        total = self.plan.dense_total
+        decided_dense = float(self.plan.unit_dense[: self._t or 0].sum())
+        previous = self._actions[-1] / (self.menu.size - 1) if self._t else 0.0
+        rest = self.plan.unit_dense[self._t or 0 :].sum() / total if not self._done else 0.0
+        slack = (self.budget * total - self._used - self._min_rest[self._t or 0]) / total
+        dynamic = np.array(
+            [
+                (decided_dense - self._used) / total,
+                rest,
+                previous,
+                self.budget,
+                slack,
+            ],
+            dtype=np.float64,
+        )
+        obs = np.concatenate([self.plan.static_features[t], dynamic])
+        return np.clip(obs, 0.0, 1.0).astype(np.float32)
+
+    def _finish(self) -> tuple[float, dict[str, Any]]:
+        ranks = self.plan.ranks(self._actions)
+        key = cache_key(self.target.fingerprint, self.target.data_fingerprint, ranks)
+        error = self.cache.get(key)
+        hit = error is not None
+        if error is None:
+            error = self.cache.put(key, self.plan.evaluate(ranks))
+        params = int(self.plan.params(ranks))
+        size_ratio = params / self.plan.dense_total
+        outcome = Outcome(
+            error=error,
+            baseline_error=self.target.baseline_error,
+            size_ratio=size_ratio,
+            budget=self.budget,
+            params=params,
+            dense_params=int(self.plan.dense_total),
+        )
+        reward = self.reward_fn(outcome)
+        if self.constraint == "punish":
+            reward += budget_penalty(size_ratio, self.budget)
+        return float(reward), {
+            "ranks": list(ranks),
+            "wer": float(error),
+            "baseline_wer": float(self.target.baseline_error),
+            "size_ratio": float(size_ratio),
+            "params": params,
+            "reward_name": self.reward_fn.name,
+            "cache_hit": hit,
+        }

@@ -1,0 +1,171 @@
+"""The decision plan of an episode: which matrices each step sets, what each choice costs.
+
+Everything an episode needs that does not depend on the agent is computed here once per
+target: the SVD of every compressible matrix, the parameters each menu choice leaves at each
+step, and the static observation features. Steps then cost a table lookup, and a terminal
+evaluation a slice of precomputed factors written into a reusable model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from shrinkml_env.compression import (
+    MatrixSpec,
+    SearchModel,
+    SVDBank,
+    all_matrices,
+    compressible_parameter_count,
+    describe_layers,
+    keeps_dense,
+    matrix_parameter_count,
+    rank_for_fraction,
+)
+from shrinkml_env.search_space import RankMenu
+from shrinkml_env.target import CompressionTarget
+
+__all__ = ["STATIC_FEATURES", "CompressionPlan"]
+
+STATIC_FEATURES = (
+    "position",
+    "is_decoder",
+    "bidirectional",
+    "input_size",
+    "hidden_size",
+    "param_share",
+    "break_even",
+    "energy_1_8",
+    "energy_1_4",
+    "energy_1_2",
+    "recurrent_share",
+)
+_ENERGY_FRACTIONS = (0.125, 0.25, 0.5)
+
+
+class CompressionPlan:
+    """Steps, costs and features of compressing ``target`` with ``menu``.
+
+    Attributes:
+        matrices: every compressible matrix, in episode order.
+        units: per step, the indices (into ``matrices``) of the matrices it sets.
+        unit_params: ``(steps, K)`` compressible parameters each action leaves at each step.
+        unit_dense: ``(steps,)`` dense parameters per step.
+        dense_total: all compressible parameters when dense.
+        static_features: ``(steps, len(STATIC_FEATURES))`` in [0, 1].
+    """
+
+    def __init__(
+        self,
+        target: CompressionTarget,
+        menu: RankMenu,
+        granularity: str,
+        device: torch.device | None = None,
+    ) -> None:
+        self.target = target
+        self.menu = menu
+        layers = describe_layers(target.model, target.layers)
+        self.matrices: tuple[MatrixSpec, ...] = all_matrices(layers)
+        index = {m.key: i for i, m in enumerate(self.matrices)}
+        if granularity == "layer":
+            self.units = [[index[m.key] for m in layer.matrices] for layer in layers]
+        else:
+            self.units = [[i] for i in range(len(self.matrices))]
+        self.bank = SVDBank.compute(target.model, layers)
+        self.device = device
+        self._search: SearchModel | None = None
+        # rank_table[i, a]: rank of matrix i under action a (full rank when dense).
+        self.rank_table = np.array(
+            [[self._rank(m, menu.fraction(a)) for a in range(menu.size)] for m in self.matrices],
+            dtype=np.int64,
+        )
+        matrix_params = np.array(
+            [[matrix_parameter_count(m.rows, m.cols, int(r)) for r in row] for m, row in zip(self.matrices, self.rank_table)],
+            dtype=np.float64,
+        )
+        self.unit_params = np.stack([matrix_params[u].sum(axis=0) for u in self.units])
+        self.unit_dense = self.unit_params[:, -1].copy()
+        self.dense_total = float(self.unit_dense.sum())
+        self.static_features = self._static_features()
+
+    @property
+    def n_units(self) -> int:
+        return len(self.units)
+
+    @staticmethod
+    def _rank(matrix: MatrixSpec, fraction: float | None) -> int:
+        if fraction is None:
+            return matrix.full_rank
+        rank = rank_for_fraction(matrix, fraction)
+        return matrix.full_rank if keeps_dense(matrix.rows, matrix.cols, rank) else rank
+
+    def ranks(self, actions: Sequence[int]) -> tuple[int, ...]:
+        """Rank of every matrix (full rank = dense) for one action per step."""
+        if len(actions) != self.n_units:
+            raise ValueError(f"need {self.n_units} actions, one per step; got {len(actions)}")
+        ranks = [0] * len(self.matrices)
+        for unit, action in zip(self.units, actions):
+            for i in unit:
+                ranks[i] = int(self.rank_table[i, action])
+        return tuple(ranks)
+
+    def rank_map(self, ranks: Sequence[int]) -> dict[str, int]:
+        """Rank per matrix key, as the compression functions take it."""
+        return {m.key: int(r) for m, r in zip(self.matrices, ranks)}
+
+    def params(self, ranks: Sequence[int]) -> int:
+        return compressible_parameter_count(self.matrices, self.rank_map(ranks))
+
+    @property
+    def search_model(self) -> SearchModel:
+        """A reusable copy of the target model that takes truncated weights (built once)."""
+        if self._search is None:
+            self._search = SearchModel(self.target.model, self.bank)
+            if self.device is not None:
+                self._search.model.to(self.device)
+        return self._search
+
+    def evaluate(self, ranks: Sequence[int]) -> float:
+        """Target error with ``ranks`` applied; only changed matrices are rewritten."""
+        search = self.search_model
+        search.apply(self.rank_map(ranks))
+        return self.target.checked_error(search.model)
+
+    def _static_features(self) -> np.ndarray:
+        n = self.n_units
+        features = np.zeros((n, len(STATIC_FEATURES)))
+        inputs, hiddens = np.zeros(n), np.zeros(n)
+        for t, unit in enumerate(self.units):
+            mats = [self.matrices[i] for i in unit]
+            recurrent = [m for m in mats if m.kind == "hh"]
+            inputs[t] = max(m.cols for m in mats if m.kind != "hh") if len(recurrent) < len(mats) else 0
+            hiddens[t] = recurrent[0].cols if recurrent else max(m.rows for m in mats)
+            dense = sum(m.rows * m.cols for m in mats)
+            weight = np.array([m.rows * m.cols for m in mats], dtype=np.float64) / dense
+            energies = [
+                float(sum(w * self._energy(m, f) for w, m in zip(weight, mats)))
+                for f in _ENERGY_FRACTIONS
+            ]
+            break_even = sum(w * m.rows * m.cols / (m.rows + m.cols) / m.full_rank for w, m in zip(weight, mats))
+            role = self.target.roles.get(mats[0].module_path, "")
+            features[t] = [
+                t / max(n - 1, 1),
+                1.0 if role == "decoder" else 0.0,
+                1.0 if any(m.direction == 1 for m in mats) else 0.0,
+                0.0,  # input size, normalised below
+                0.0,  # hidden size, normalised below
+                dense / self.dense_total,
+                break_even,
+                *energies,
+                sum(m.rows * m.cols for m in recurrent) / dense,
+            ]
+        features[:, 3] = inputs / max(inputs.max(), 1)
+        features[:, 4] = hiddens / max(hiddens.max(), 1)
+        return np.clip(features, 0.0, 1.0)
+
+    def _energy(self, matrix: MatrixSpec, fraction: float) -> float:
+        """Share of the squared singular values kept at ``fraction`` of full rank."""
+        s2 = self.bank.singular_values(matrix.key).double() ** 2
+        return float(s2[: rank_for_fraction(matrix, fraction)].sum() / s2.sum().clamp(min=1e-30))

@@ -1,0 +1,187 @@
+"""The compression-target API: what the environment compresses and how it is scored.
+
+A target bundles a trained ``nn.Module``, the ordered paths of its compressible layers
+(``nn.LSTM``, ``nn.LSTMCell``, optionally ``nn.Linear``) and an ``evaluate(model) -> error``
+function (lower is better; WER for speech). Wrap your own model with :class:`CompressionTarget`;
+:func:`toy_target` builds a tiny one in milliseconds for tests and examples, and
+``asr.target.default_target()`` is the shipped speech recogniser.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+__all__ = ["CompressionTarget", "ToyModel", "resolve_target", "toy_target"]
+
+_COMPRESSIBLE = (nn.LSTM, nn.LSTMCell, nn.Linear)
+
+
+@dataclass
+class CompressionTarget:
+    """A model to compress and the function that scores it.
+
+    Attributes:
+        model: the trained model; never modified (compressed copies are scored instead).
+        layers: module paths of the compressible layers, in the order an episode visits them.
+        evaluate: ``evaluate(model) -> error``; must be deterministic for a given model.
+        name: a short label for records and reports.
+        data_fingerprint: identifies the evaluation data, so cached errors are only reused
+            on the same data.
+        roles: optional layer path → role (``"encoder"``, ``"decoder"``…); shown to the agent.
+    """
+
+    model: nn.Module
+    layers: Sequence[str]
+    evaluate: Callable[[nn.Module], float]
+    name: str = "custom"
+    data_fingerprint: str = "unspecified"
+    roles: Mapping[str, str] = field(default_factory=dict)
+    _baseline: float | None = field(default=None, init=False, repr=False)
+    _fingerprint: str | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.layers = list(self.layers)
+        if not self.layers:
+            raise ValueError("a compression target needs at least one compressible layer; got an empty list")
+        if len(set(self.layers)) != len(self.layers):
+            raise ValueError(f"layer paths must be unique; got {self.layers}")
+        for path in self.layers:
+            try:
+                module = self.model.get_submodule(path)
+            except AttributeError as e:
+                raise ValueError(f"layer {path!r} is not a submodule of the target model") from e
+            if not isinstance(module, _COMPRESSIBLE):
+                raise ValueError(
+                    f"layer {path!r} is a {type(module).__name__}; compressible layers are "
+                    "nn.LSTM, nn.LSTMCell and nn.Linear"
+                )
+        self.model.eval()
+
+    @property
+    def baseline_error(self) -> float:
+        """Error of the uncompressed model (evaluated once)."""
+        if self._baseline is None:
+            self._baseline = self.checked_error(self.model)
+        return self._baseline
+
+    def checked_error(self, model: nn.Module) -> float:
+        """``evaluate(model)``, refusing NaN, infinite or negative errors."""
+        error = float(self.evaluate(model))
+        if not math.isfinite(error) or error < 0:
+            raise ValueError(
+                f"target {self.name!r} evaluate() returned {error}; it must return a finite "
+                "error >= 0 (e.g. WER as a fraction)"
+            )
+        return error
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of the layer list and every weight, so caches never mix two models."""
+        if self._fingerprint is None:
+            digest = hashlib.sha256("|".join(self.layers).encode())
+            for key, value in sorted(self.model.state_dict().items()):
+                digest.update(key.encode())
+                digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+            self._fingerprint = digest.hexdigest()[:16]
+        return self._fingerprint
+
+
+class ToyModel(nn.Module):
+    """A small bidirectional-LSTM encoder, an LSTMCell and a classifier: a stand-in recogniser.
+
+    Input ``(B, T, input_size)``; output ``(B, classes)`` logits.
+    """
+
+    def __init__(self, input_size: int = 12, hidden_size: int = 24, classes: int = 8) -> None:
+        super().__init__()
+        self.encoder = nn.ModuleList(
+            [
+                nn.LSTM(input_size, hidden_size, batch_first=True, bidirectional=True),
+                nn.LSTM(2 * hidden_size, hidden_size, batch_first=True, bidirectional=True),
+            ]
+        )
+        self.decoder = nn.LSTMCell(2 * hidden_size, hidden_size)
+        self.head = nn.Linear(hidden_size, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for lstm in self.encoder:
+            x, _ = lstm(x)
+        h = c = x.new_zeros(x.shape[0], self.decoder.hidden_size)
+        for t in range(0, x.shape[1], 4):
+            h, c = self.decoder(x[:, t], (h, c))
+        return self.head(h)
+
+
+def toy_target(seed: int = 0, samples: int = 256, noise: float = 0.3) -> CompressionTarget:
+    """A target that evaluates in milliseconds, for tests and examples.
+
+    The labels are the dense model's own (standardised) predictions on clean random
+    sequences; the error is the misclassification rate on a fixed noisy copy of them, so the
+    baseline error is above zero (like a real WER; about 0.23) and compression raises it.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = ToyModel().eval()
+    clean = torch.randn(samples, 16, 12, generator=generator)
+    noisy = clean + noise * torch.randn(clean.shape, generator=generator)
+    with torch.inference_mode():
+        logits = model(clean)
+    center, scale = logits.mean(dim=0), logits.std(dim=0)
+    labels = ((logits - center) / scale).argmax(dim=1)
+    return CompressionTarget(
+        model=model,
+        layers=["encoder.0", "encoder.1", "decoder", "head"],
+        evaluate=_MisclassificationRate(noisy, labels, center, scale),
+        name=f"toy-{seed}",
+        data_fingerprint=f"toy-{seed}-{samples}-{noise}",
+        roles={"encoder.0": "encoder", "encoder.1": "encoder", "decoder": "decoder", "head": "output"},
+    )
+
+
+class _MisclassificationRate:
+    """Share of inputs whose standardised predicted class differs from the label (picklable).
+
+    Logits are standardised per class with the clean data's statistics, so that every class
+    is predicted (a random model's raw argmax is nearly constant).
+    """
+
+    def __init__(self, inputs: torch.Tensor, labels: torch.Tensor, center: torch.Tensor, scale: torch.Tensor) -> None:
+        self.inputs, self.labels, self.center, self.scale = inputs, labels, center, scale
+
+    def __call__(self, model: nn.Module) -> float:
+        with torch.inference_mode():
+            predicted = ((model(self.inputs) - self.center) / self.scale).argmax(dim=1)
+        return float((predicted != self.labels).float().mean())
+
+
+def resolve_target(target: CompressionTarget | str | None, device: str | torch.device = "cpu") -> CompressionTarget:
+    """Turn the env's ``target`` argument into a target object.
+
+    Accepted: a :class:`CompressionTarget`; ``"toy"``; ``None`` or ``"default"`` for the shipped
+    speech recogniser and search subset; a path to an ASR checkpoint (``*.pt``).
+    """
+    if isinstance(target, CompressionTarget):
+        return target
+    if target == "toy":
+        return toy_target()
+    if target is None or isinstance(target, str):
+        try:
+            from asr.target import asr_target, default_target
+        except ImportError as e:
+            raise ValueError(
+                f"target {target!r} needs the speech recogniser package `asr`, which is not "
+                "importable; pass a CompressionTarget instead"
+            ) from e
+        if target in (None, "default"):
+            return default_target(device=device)
+        return asr_target(target, device=device)
+    raise TypeError(
+        f"target must be a CompressionTarget, 'toy', 'default' or a checkpoint path; got "
+        f"{type(target).__name__}"
+    )
