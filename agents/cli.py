@@ -9,7 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from agents import commands_asr
+from agents import commands_asr, commands_demo
 
 __all__ = ["main", "build_parser"]
 
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     commands_asr.register(sub)
+    commands_demo.register(sub)
     return parser
 
 

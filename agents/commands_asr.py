@@ -43,6 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=500)
     p.add_argument("--ctc-weight", type=float, help="override the preset's CTC loss weight")
     p.add_argument("--eval-every", type=int, default=1000)
+    p.add_argument("--dev-utterances", type=int, default=300, help="dev utterances decoded per evaluation")
+    p.add_argument("--curriculum-updates", type=int, default=2000, help="early updates drawn from short utterances only")
+    p.add_argument("--curriculum-seconds", type=float, default=3.0, help="longest utterance during the curriculum")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.set_defaults(handler=_train_asr)
@@ -86,6 +89,9 @@ def _train_asr(args: argparse.Namespace) -> int:
         learning_rate=args.lr,
         warmup_updates=args.warmup,
         eval_every=args.eval_every,
+        dev_utterances=args.dev_utterances,
+        curriculum_updates=args.curriculum_updates,
+        curriculum_max_seconds=args.curriculum_seconds,
         seed=args.seed,
         threads=args.threads,
     )

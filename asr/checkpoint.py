@@ -21,7 +21,7 @@ import torch
 from asr.model import ASRConfig, ASRModel
 from asr.text import CharTokenizer
 
-__all__ = ["CheckpointError", "FORMAT", "FORMAT_VERSION", "load_checkpoint", "read_checkpoint", "save_checkpoint", "atomic_torch_save"]
+__all__ = ["CheckpointError", "FORMAT", "FORMAT_VERSION", "load_checkpoint", "read_checkpoint", "save_checkpoint", "atomic_torch_save", "save_factorised_asr"]
 
 FORMAT = "shrinkml-asr"
 FORMAT_VERSION = 1
@@ -83,8 +83,11 @@ def save_checkpoint(
     atomic_torch_save(payload, path)
 
 
-def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+def read_checkpoint(path: str | os.PathLike[str], *, accept_factorised: bool = False) -> dict[str, Any] | None:
     """Read and validate the raw checkpoint dictionary.
+
+    With ``accept_factorised``, an exported factorised checkpoint returns None (load it
+    with :func:`load_checkpoint`).
 
     Raises:
         FileNotFoundError: no file at ``path``.
@@ -101,6 +104,11 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"checkpoint {str(path)!r} could not be read: the file is truncated or not a "
             f"torch checkpoint ({type(e).__name__}: {e})"
         ) from e
+    if accept_factorised and isinstance(payload, dict):
+        from shrinkml_env.compression import CHECKPOINT_FORMAT
+
+        if payload.get("format") == CHECKPOINT_FORMAT:
+            return None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise CheckpointError(
@@ -117,15 +125,48 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return payload
 
 
+def save_factorised_asr(
+    path: str | os.PathLike[str],
+    model: ASRModel,
+    tokenizer: CharTokenizer,
+    meta: dict[str, Any] | None = None,
+) -> None:
+    """Write an exported (factorised) recogniser; :func:`load_checkpoint` reads it back."""
+    from shrinkml_env.compression import save_factorised
+
+    save_factorised(
+        path,
+        model,
+        {**(meta or {}), "asr_config": model.config.to_dict(), "tokenizer": tokenizer.to_dict()},
+    )
+
+
+def _load_factorised(path: Path, device: str | torch.device) -> tuple[ASRModel, CharTokenizer, dict[str, Any]]:
+    from shrinkml_env.compression import load_factorised
+
+    try:
+        model, meta = load_factorised(path, lambda m: ASRModel(ASRConfig.from_dict(m["asr_config"])), map_location=device)
+        tokenizer = CharTokenizer.from_dict(meta["tokenizer"])
+    except (KeyError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"factorised checkpoint {str(path)!r} is not a ShrinkML ASR model: {e}") from e
+    return model, tokenizer, meta
+
+
 def load_checkpoint(
     path: str | os.PathLike[str], device: str | torch.device = "cpu"
 ) -> tuple[ASRModel, CharTokenizer, dict[str, Any]]:
     """Rebuild the model (in eval mode, float32) and tokenizer from a checkpoint file alone.
 
+    Reads both dense checkpoints (:func:`save_checkpoint`) and exported factorised ones
+    (:func:`save_factorised_asr`).
+
     Returns:
         ``(model, tokenizer, meta)``.
     """
-    payload = read_checkpoint(path)
+    path = Path(path)
+    payload = read_checkpoint(path, accept_factorised=True)
+    if payload is None:
+        return _load_factorised(path, device)
     try:
         config = ASRConfig.from_dict(payload["config"])
         tokenizer = CharTokenizer.from_dict(payload["tokenizer"])

@@ -1,0 +1,22 @@
+"""Speech corpora: the default synthetic corpus (espeak-ng) and LibriSpeech manifests.
+
+Importing this package needs neither espeak-ng nor wordfreq; they are loaded only when a
+corpus is generated (the optional ``corpus`` extra; espeak-ng is GPL-3.0).
+
+>>> from asr.corpus import CorpusConfig, ensure_corpus
+>>> paths = ensure_corpus(CorpusConfig.tiny())      # doctest: +SKIP
+>>> paths.manifest("train")                          # doctest: +SKIP
+"""
+
+from asr.corpus.build import CorpusPaths, default_cache_dir, ensure_corpus
+from asr.corpus.config import SPLITS, CorpusConfig
+from asr.corpus.librispeech import librispeech_to_manifest
+
+__all__ = [
+    "SPLITS",
+    "CorpusConfig",
+    "CorpusPaths",
+    "default_cache_dir",
+    "ensure_corpus",
+    "librispeech_to_manifest",
+]

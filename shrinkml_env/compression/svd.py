@@ -1,0 +1,168 @@
+"""A bank of precomputed SVDs: every rank choice is a slice, never a new SVD.
+
+Precision: the SVD is computed in float32 by default. The weights are float32,
+float32 ``gesdd`` reconstructs them to ~1e-6 relative error (far below any
+truncation that saves space), and it is about twice as fast as float64 (on 2
+CPU cores ~0.6 s against ~1.1 s for 5.6M LSTM weights), which keeps the
+precompute well inside its 2 s budget for a 6-8M-parameter model. Pass
+``dtype=torch.float64`` for a more accurate spectrum; the stored factors are
+float32 either way. A full-rank (or at-or-above-break-even) choice never uses
+the SVD: it returns the original weight bit for bit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from shrinkml_env.compression.layers import LayerSpec, MatrixSpec, all_matrices, get_module
+from shrinkml_env.compression.size import keeps_dense
+
+__all__ = ["SVDBank"]
+
+
+@dataclass(frozen=True)
+class _Decomposition:
+    dense: Tensor  # (m, n) original weight, float32
+    left: Tensor  # (m, k) U * S, k = min(m, n)
+    right: Tensor  # (k, n) Vh
+    singular_values: Tensor  # (k,) descending
+
+
+class SVDBank:
+    """Precomputed SVDs of a model's compressible matrices.
+
+    Build with :meth:`compute`. Memory: about three copies of the compressible
+    weights (original, ``U * S`` and ``Vh``).
+    """
+
+    def __init__(self, matrices: Sequence[MatrixSpec], decompositions: dict[str, _Decomposition]):
+        self.matrices: tuple[MatrixSpec, ...] = tuple(matrices)
+        self._specs = {m.key: m for m in self.matrices}
+        self._decompositions = decompositions
+
+    @classmethod
+    def compute(
+        cls,
+        model: nn.Module,
+        layers: Sequence[LayerSpec],
+        *,
+        dtype: torch.dtype = torch.float32,
+    ) -> SVDBank:
+        """SVD every matrix of ``layers`` once.
+
+        Args:
+            model: The dense model.
+            layers: From :func:`~shrinkml_env.compression.layers.describe_layers`.
+            dtype: ``torch.float32`` (default, fast) or ``torch.float64`` for the SVD.
+
+        Raises:
+            ValueError: If ``dtype`` is not a float type of 32 or 64 bits, or a
+                matrix's shape in ``model`` differs from its spec.
+        """
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        matrices = all_matrices(layers)
+        decompositions = {}
+        with torch.no_grad():
+            for spec in matrices:
+                weight = _weight(model, spec).detach().to("cpu", torch.float32)
+                u, s, vh = torch.linalg.svd(weight.to(dtype), full_matrices=False)
+                decompositions[spec.key] = _Decomposition(
+                    dense=weight.clone(),
+                    left=(u * s).to(torch.float32).contiguous(),
+                    right=vh.to(torch.float32).contiguous(),
+                    singular_values=s.to(torch.float32),
+                )
+        return cls(matrices, decompositions)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._decompositions
+
+    def spec(self, key: str) -> MatrixSpec:
+        """The :class:`MatrixSpec` of a matrix key."""
+        self._get(key)
+        return self._specs[key]
+
+    def singular_values(self, key: str) -> Tensor:
+        """Singular values of a matrix, descending. Shape ``(min(m, n),)``."""
+        return self._get(key).singular_values
+
+    def truncation_error(self, key: str, rank: int) -> float:
+        """Frobenius error of the rank-``rank`` truncation: ``sqrt(sum of dropped sigma^2)``."""
+        s = self._get(key).singular_values
+        self._check_rank(key, rank, s.numel())
+        return float(s[rank:].double().square().sum().sqrt())
+
+    def reconstruct(self, key: str, rank: int, out: Tensor | None = None) -> Tensor:
+        """The matrix as the search-time model holds it at ``rank``.
+
+        Args:
+            key: Matrix key.
+            rank: Rank in ``[1, min(m, n)]``. At or above the break-even rank the
+                original dense weight is returned (compression never grows a layer).
+            out: Optional ``(m, n)`` float32 CPU tensor to write into (no allocation).
+
+        Returns:
+            ``(m, n)`` tensor: ``U_r diag(S_r) Vh_r``, or the original weight.
+        """
+        d = self._get(key)
+        m, n = d.dense.shape
+        self._check_rank(key, rank, min(m, n))
+        if keeps_dense(m, n, rank):
+            return d.dense.clone() if out is None else out.copy_(d.dense)
+        return torch.matmul(d.left[:, :rank], d.right[:rank], out=out)
+
+    def factors(self, key: str, rank: int) -> tuple[Tensor, Tensor]:
+        """Balanced factors ``(U_r sqrt(S_r), sqrt(S_r) Vh_r)`` of shapes ``(m, r)``, ``(r, n)``.
+
+        Splitting the singular values evenly gives both factors the same scale,
+        which keeps fine-tuning after compression well conditioned.
+
+        Raises:
+            ValueError: If ``rank`` keeps the matrix dense (nothing to factorise)
+                or is outside ``[1, min(m, n)]``.
+        """
+        d = self._get(key)
+        m, n = d.dense.shape
+        self._check_rank(key, rank, min(m, n))
+        if keeps_dense(m, n, rank):
+            raise ValueError(
+                f"rank {rank} for matrix {key!r} is at or above the break-even rank "
+                f"{m * n / (m + n):.1f}; the matrix stays dense and has no factors"
+            )
+        root = d.singular_values[:rank].sqrt()
+        # left = U*S, so U*sqrt(S) = left / sqrt(S); guard exact zeros in S.
+        safe = torch.where(root > 0, root, torch.ones_like(root))
+        left = torch.where(root > 0, d.left[:, :rank] / safe, torch.zeros_like(d.left[:, :rank]))
+        return left.contiguous(), (d.right[:rank] * root[:, None]).contiguous()
+
+    def original(self, key: str) -> Tensor:
+        """The original dense weight (not a copy; do not modify). Shape ``(m, n)``."""
+        return self._get(key).dense
+
+    def _get(self, key: str) -> _Decomposition:
+        try:
+            return self._decompositions[key]
+        except KeyError as e:
+            raise ValueError(
+                f"matrix {key!r} is not in the SVD bank; known: {sorted(self._decompositions)}"
+            ) from e
+
+    @staticmethod
+    def _check_rank(key: str, rank: int, full: int) -> None:
+        if not 1 <= rank <= full:
+            raise ValueError(f"rank {rank} for matrix {key!r} outside [1, {full}]")
+
+
+def _weight(model: nn.Module, spec: MatrixSpec) -> Tensor:
+    weight = getattr(get_module(model, spec.module_path), spec.param_name)
+    if tuple(weight.shape) != spec.shape:
+        raise ValueError(
+            f"matrix {spec.key!r} has shape {tuple(weight.shape)} in the model but "
+            f"{spec.shape} in its spec; describe the layers of this model again"
+        )
+    return weight
