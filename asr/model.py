@@ -30,7 +30,7 @@ class ASRConfig:
 
     vocab_size: int = 31  # output symbols incl. <blank>, <sos>, <eos>
     n_mels: int = 80  # frontend mel bins
-    frame_stacking: int = 3  # consecutive frames concatenated: 10 ms hop -> 30 ms encoder steps
+    frame_stacking: int = 4  # consecutive frames concatenated: 10 ms hop -> 40 ms encoder steps
     encoder_layers: int = 4  # bidirectional LSTM layers
     encoder_hidden_size: int = 256  # per direction
     decoder_layers: int = 2  # stacked LSTMCells
@@ -79,6 +79,7 @@ class ASRConfig:
 PRESETS: dict[str, ASRConfig] = {
     # For tests: seconds to build and train on a toy task.
     "tiny": ASRConfig(
+        frame_stacking=3,
         encoder_layers=2,
         encoder_hidden_size=32,
         decoder_layers=2,
@@ -90,6 +91,8 @@ PRESETS: dict[str, ASRConfig] = {
         dropout=0.0,
     ),
     # The shipped model: 4 bidirectional encoder layers + 2 decoder layers = 6 LSTM layers.
+    # 40 ms encoder steps (25 per second) stay above the fastest speech in the default corpus
+    # (230 words/min, about 20 characters/s) and cost a quarter less than 30 ms steps.
     "default": ASRConfig(),
     # Production-sized layers for timing benchmarks; never trained here.
     "large": ASRConfig(

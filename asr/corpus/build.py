@@ -1,22 +1,28 @@
-"""Generate the synthetic corpus into a cache folder, once: :func:`ensure_corpus`.
+"""Generate the synthetic corpus into a cache folder, once per split: :func:`ensure_corpus`.
 
-Layout of a finished corpus (``<cache>/<key>``)::
+Layout of a corpus (``<cache>/<key>``)::
 
-    corpus.json               config, library versions and statistics; written last
+    corpus.json               config, library versions and statistics of the finished splits
     train.jsonl dev.jsonl test.jsonl unseen.jsonl    manifests (see asr.manifest)
     train/train-000000.flac … 16 kHz mono 16-bit audio
+    .train.lock …             one lock file per split, held while the split is generated
 
 The key names the generator version and a hash of the config and library versions, so a
-changed config never reuses an old corpus. Generation writes into a hidden temporary
-folder next to it and renames it into place when complete: an interrupted run never looks
-finished, and the next call starts over (removing the dead run's folder).
+changed config never reuses an old corpus. Splits are generated on demand, each on its
+own: its audio is written into a hidden temporary folder, renamed into place when
+complete, and its manifest is written last, so a split counts as finished exactly when its
+manifest exists. A split that a run left unfinished is cleared and redone by the next run
+that needs it; a lock per split keeps two processes from generating the same one.
 
 Reproducibility: libespeak-ng carries state from one utterance to the next inside a
 process, so each fixed-size task of utterances is synthesised by a fresh worker process
 (``maxtasksperchild=1``, forked from a clean fork server). The audio therefore depends on
 the config and library versions only, not on the number of workers or their scheduling.
-As with any multiprocessing code that does not fork, a script that calls
-:func:`ensure_corpus` at top level must do so under ``if __name__ == "__main__":``.
+Sentences, voices and tasks are always planned for the whole corpus; a task that spans two
+splits speaks the utterances of an ungenerated split before a wanted one (discarding them),
+so a split has the same bytes whichever splits are generated with it. As with any
+multiprocessing code that does not fork, a script that calls :func:`ensure_corpus` at top
+level must do so under ``if __name__ == "__main__":``.
 """
 
 from __future__ import annotations
@@ -25,12 +31,8 @@ import hashlib
 import importlib.metadata
 import json
 import logging
-import multiprocessing
 import os
-import shutil
-import time
-import uuid
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +44,7 @@ from asr.corpus.augment import AugmentConfig, augment
 from asr.corpus.config import SPLITS, CorpusConfig
 from asr.corpus.espeak import ESPEAK_SAMPLE_RATE, Voice, english_accents, synthesize, voice_variants
 from asr.corpus.sentences import SentenceGenerator
-from asr.manifest import Utterance, write_manifest
+from asr.manifest import Utterance
 
 __all__ = ["CorpusPaths", "default_cache_dir", "ensure_corpus"]
 
@@ -109,7 +111,9 @@ class _Item:
 
 @dataclass(frozen=True)
 class _Task:
-    root: str
+    # Split -> folder its audio goes to; items of other splits are spoken and discarded,
+    # only to carry espeak's state to the wanted items after them.
+    folders: Mapping[str, str]
     audio_format: str
     padding_seconds: tuple[float, float]
     peak_range: tuple[float, float]
@@ -208,8 +212,10 @@ def _render(task: _Task) -> list[tuple[str, float, str]]:
     torch.set_num_threads(1)  # one worker per core; more threads only contend
     results = []
     for item in task.items:
-        rng = np.random.default_rng(item.seed)
         raw = synthesize(item.text, item.voice, seed=item.seed & 0x7FFFFFFF)
+        if item.split not in task.folders:
+            continue
+        rng = np.random.default_rng(item.seed)
         speech = resample(raw.astype(np.float32) / 32768.0, ESPEAK_SAMPLE_RATE, SAMPLE_RATE).numpy()
         before, after = (int(rng.uniform(*task.padding_seconds) * SAMPLE_RATE) for _ in range(2))
         waveform = np.pad(speech, (before, after))
@@ -218,7 +224,7 @@ def _render(task: _Task) -> list[tuple[str, float, str]]:
             waveform, description = augment(waveform, task.augmentation, rng, SAMPLE_RATE)
         peak = float(np.max(np.abs(waveform))) or 1.0
         waveform = waveform * (rng.uniform(*task.peak_range) / peak)
-        save_audio(Path(task.root) / item.split / f"{item.id}.{task.audio_format}", waveform)
+        save_audio(Path(task.folders[item.split]) / f"{item.id}.{task.audio_format}", waveform)
         results.append((item.id, waveform.shape[0] / SAMPLE_RATE, description))
     return results
 
@@ -245,131 +251,4 @@ def _record(
     return Utterance(item.id, str(path), item.text, duration, extra)
 
 
-def _remove_dead_runs(cache_dir: Path, key: str) -> None:
-    for stale in cache_dir.glob(f".{key}.tmp-*"):
-        try:
-            os.kill(int(stale.name.rsplit("-", 2)[-2]), 0)
-        except (ProcessLookupError, ValueError, OverflowError):
-            shutil.rmtree(stale, ignore_errors=True)
-        except PermissionError:
-            pass  # alive, owned by someone else
-
-
-def _folder_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-
-
-def ensure_corpus(
-    config: CorpusConfig | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    workers: int | None = None,
-) -> CorpusPaths:
-    """Return the corpus ``config`` describes, generating it first if it is not cached.
-
-    Args:
-        config: what to generate; ``CorpusConfig()`` (the default corpus) if None.
-        cache_dir: folder holding corpora; :func:`default_cache_dir` if None.
-        progress: called as ``progress(done, total)`` in utterances while generating.
-        workers: synthesis processes; the number of usable CPU cores if None.
-
-    Returns:
-        The corpus's paths; its manifests exist and are complete.
-
-    Raises:
-        ValueError: if ``workers`` < 1 or the config names voices espeak-ng lacks.
-        ImportError: if the ``corpus`` extra (espeakng-loader, wordfreq) is missing.
-    """
-    config = CorpusConfig() if config is None else config
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    key = corpus_key(config)
-    paths = CorpusPaths(cache / key)
-    if (paths.root / _INFO_FILE).is_file():
-        return paths
-    workers = len(os.sched_getaffinity(0)) if workers is None else workers
-    if workers < 1:
-        raise ValueError(f"workers must be at least 1; got {workers}")
-
-    started = time.perf_counter()
-    cache.mkdir(parents=True, exist_ok=True)
-    _remove_dead_runs(cache, key)
-    tmp = cache / f".{key}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        _generate(config, tmp, progress, workers)
-        info = _summary(config, key, tmp, time.perf_counter() - started)
-        (tmp / _INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        try:
-            os.rename(tmp, paths.root)
-        except OSError:
-            if not (paths.root / _INFO_FILE).is_file():
-                raise
-            logger.info("another process finished corpus %s first; using its copy", key)
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    logger.info("corpus %s generated in %.0f s", paths.root, time.perf_counter() - started)
-    return paths
-
-
-def _generate(
-    config: CorpusConfig, root: Path, progress: Callable[[int, int], None] | None, workers: int
-) -> None:
-    items = _plan(config)
-    for split in SPLITS:
-        (root / split).mkdir(parents=True)
-    tasks = [
-        _Task(
-            str(root),
-            config.audio_format,
-            config.padding_seconds,
-            config.peak_range,
-            config.augmentation,
-            tuple(items[start : start + _TASK_SIZE]),
-        )
-        for start in range(0, len(items), _TASK_SIZE)
-    ]
-    if progress is not None:
-        progress(0, len(items))
-    # A fork server that has imported this module (and the caller's main module, so workers
-    # need not re-import it) but never run espeak: each task's fresh worker forks from it
-    # cheaply and starts from a clean espeak state.
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["__main__", __name__])
-    rendered: dict[str, tuple[float, str]] = {}
-    with context.Pool(processes=min(workers, len(tasks)), maxtasksperchild=1) as pool:
-        for results in pool.imap(_render, tasks):
-            rendered.update(
-                (uid, (duration, description)) for uid, duration, description in results
-            )
-            if progress is not None:
-                progress(len(rendered), len(items))
-    for split in SPLITS:
-        write_manifest(
-            root / f"{split}.jsonl",
-            (
-                _record(item, root, config.audio_format, *rendered[item.id])
-                for item in items
-                if item.split == split
-            ),
-        )
-
-
-def _summary(config: CorpusConfig, key: str, root: Path, seconds: float) -> dict[str, Any]:
-    splits = {}
-    for split in SPLITS:
-        with (root / f"{split}.jsonl").open(encoding="utf-8") as f:
-            records = [json.loads(line) for line in f]
-        splits[split] = {
-            "utterances": len(records),
-            "hours": round(sum(r["duration"] for r in records) / 3600, 3),
-            "words": sum(r["words"] for r in records),
-        }
-    return {
-        "key": key,
-        "config": asdict(config),
-        "versions": _library_versions(),
-        "splits": splits,
-        "disk_megabytes": round(_folder_bytes(root) / 1e6, 1),
-        "generation_seconds": round(seconds, 1),
-    }
+#TAIL

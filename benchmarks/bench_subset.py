@@ -1,0 +1,145 @@
+"""Choose the search subset and measure how representative it is.
+
+1. Decode a pool of dev utterances under probe compressions of the shipped model (random
+   per-layer rank choices spanning size ratios from the smallest menu rank to dense).
+2. Select ``--size`` utterances greedily on the first ``--select-configs`` probes
+   (:func:`asr.subset.select_subset`).
+3. On ``--eval-configs`` *other* probes, report the Spearman rank correlation between subset
+   WER and full-pool WER, against the median over 10 random subsets of the same size.
+
+Writes ``benchmarks/results/subset.json`` and (with ``--write-subset``) the shipped
+``asr/pretrained/search_subset.json``; also times one evaluation of the shipped model on the
+chosen subset.
+
+Run: ``python -m benchmarks.bench_subset [--pool 1500] [--size 150] [--write-subset]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+from asr.checkpoint import load_checkpoint
+from asr.data import prepare_feature_batches
+from asr.default import SEARCH_SUBSET, default_checkpoint, load_split
+from asr.evaluate import decode_batches
+from asr.features import LogMelFrontend
+from asr.metrics import word_errors
+from asr.subset import corpus_wer, random_subsets, select_subset, spearman
+from asr.target import asr_target
+from benchmarks.common import run_metadata, write_result
+from shrinkml_env.plan import CompressionPlan
+from shrinkml_env.search_space import DEFAULT_MENU
+
+
+def probe_actions(steps: int, menu_size: int, count: int, rng: np.random.Generator) -> list[list[int]]:
+    """Random per-layer menu actions around a random overall severity."""
+    probes = []
+    for _ in range(count):
+        base = rng.integers(0, menu_size)
+        jitter = rng.integers(-2, 3, steps)
+        probes.append([int(a) for a in np.clip(base + jitter, 0, menu_size - 1)])
+    return probes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--pool", type=int, default=1500, help="dev utterances decoded per probe")
+    parser.add_argument("--size", type=int, default=150, help="subset size")
+    parser.add_argument("--select-configs", type=int, default=24)
+    parser.add_argument("--eval-configs", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--write-subset", action="store_true", help="ship the chosen ids")
+    args = parser.parse_args(argv)
+
+    checkpoint = default_checkpoint()
+    model, tokenizer, meta = load_checkpoint(checkpoint)
+    pool = load_split("dev")[: args.pool]
+    batches = prepare_feature_batches(pool, LogMelFrontend(), tokenizer)
+    order = [u for b in batches for u in b.ids]
+    by_id = {u.id: u for u in pool}
+    utterances = [by_id[i] for i in order]
+    words = np.array([len(u.normalised_text.split()) for u in utterances], dtype=np.float64)
+    target = asr_target(checkpoint, utterances[:1])  # only its model and layers are used here
+    plan = CompressionPlan(target, DEFAULT_MENU, "layer")
+    rng = np.random.default_rng(args.seed)
+    total = args.select_configs + args.eval_configs
+    probes = probe_actions(plan.n_units, DEFAULT_MENU.size, total, rng)
+    errors = np.zeros((total, len(utterances)))
+    sizes = []
+    started = time.perf_counter()
+    for c, actions in enumerate(probes):
+        ranks = plan.ranks(actions)
+        plan.search_model.apply(plan.rank_map(ranks))
+        hyps = decode_batches(plan.search_model.model, tokenizer, batches)
+        errors[c] = [word_errors(u.text, h)[0] for u, h in zip(utterances, hyps)]
+        sizes.append(plan.params(ranks) / plan.dense_total)
+        print(f"probe {c + 1}/{total}: size {sizes[-1]:.3f} WER {errors[c].sum() / words.sum():.4f}", file=sys.stderr)
+    decode_seconds = time.perf_counter() - started
+
+    select, held = errors[: args.select_configs], errors[args.select_configs :]
+    chosen = select_subset(select, words, args.size, seed=args.seed)
+    full_held = corpus_wer(held, words)
+    ours = spearman(corpus_wer(held, words, chosen), full_held)
+    randoms = [
+        spearman(corpus_wer(held, words, s), full_held)
+        for s in random_subsets(len(utterances), args.size, 10, seed=args.seed + 1)
+    ]
+    chosen_ids = [utterances[i].id for i in chosen]
+
+    # Time one evaluation of the dense model on the chosen subset (features precomputed).
+    subset_batches = prepare_feature_batches([by_id[i] for i in chosen_ids], LogMelFrontend(), tokenizer)
+    torch.set_num_threads(torch.get_num_threads())
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        decode_batches(model, tokenizer, subset_batches)
+        times.append(time.perf_counter() - start)
+
+    result = {
+        **run_metadata(),
+        "checkpoint": str(checkpoint.name),
+        "checkpoint_updates": meta.get("updates"),
+        "n_utterances": args.size,
+        "pool_utterances": len(utterances),
+        "n_configs": args.eval_configs,
+        "selection_configs": args.select_configs,
+        "spearman": ours,
+        "random_spearman_median": statistics.median(randoms),
+        "random_spearman": randoms,
+        "held_out_full_wer": full_held.tolist(),
+        "held_out_subset_wer": corpus_wer(held, words, chosen).tolist(),
+        "probe_size_ratios": sizes,
+        "subset_eval_seconds_median": statistics.median(times),
+        "probe_decode_seconds_total": decode_seconds,
+    }
+    path = write_result("subset.json", result)
+    if args.write_subset:
+        SEARCH_SUBSET.write_text(
+            json.dumps(
+                {
+                    "ids": chosen_ids,
+                    "split": "dev",
+                    "method": "greedy Pearson selection over probe compressions (asr.subset)",
+                    "chosen_for": str(checkpoint.name),
+                    "spearman_held_out": ours,
+                    "random_spearman_median": statistics.median(randoms),
+                },
+                indent=1,
+            )
+            + "\n",
+            encoding="utf-8",
+        )
+    print(path)
+    print(json.dumps({k: result[k] for k in ("spearman", "random_spearman_median", "n_utterances", "n_configs", "subset_eval_seconds_median")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
