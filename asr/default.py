@@ -1,8 +1,8 @@
 """The embedded default: shipped checkpoint, its corpus splits and its search subset.
 
-The default corpus is generated on first use (see :mod:`asr.corpus`); the shipped model was
-trained on its ``train`` split. The search subset is a list of ``dev`` utterance ids chosen
-so that its WER ranks compressed models the way the full dev set does.
+Each split of the default corpus is generated on its first use (see :mod:`asr.corpus`); the
+shipped model was trained on its ``train`` split. The search subset is a list of ``dev``
+utterance ids chosen so that its WER ranks compressed models the way the full dev set does.
 """
 
 from __future__ import annotations
@@ -44,12 +44,12 @@ def default_checkpoint() -> Path:
 
 
 def split_manifest(split: str, progress: Callable[[int, int], None] | None = None) -> Path:
-    """Manifest of a default-corpus split, generating the corpus on first use."""
+    """Manifest of a default-corpus split, generating that split (only) on first use."""
     from asr.corpus import SPLITS, ensure_corpus
 
     if split not in SPLITS:
         raise ValueError(f"unknown corpus split {split!r}; accepted: {', '.join(SPLITS)}")
-    return ensure_corpus(progress=progress).manifest(split)
+    return ensure_corpus(progress=progress, splits=(split,)).manifest(split)
 
 
 def search_subset_ids(path: Path = SEARCH_SUBSET) -> list[str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from asr.corpus import SPLITS, CorpusConfig, CorpusPaths, default_cache_dir, ensure_corpus
+from asr.corpus import SPLITS, CorpusConfig, default_cache_dir, ensure_corpus
 from asr.corpus.augment import (
     AugmentConfig,
     add_noise,
@@ -142,15 +142,31 @@ def test_augment_is_reproducible_and_describes_itself() -> None:
 
 # Generation ---------------------------------------------------------------------------
 def _digest(root: Path) -> dict[str, str]:
+    """Hash of every corpus file but ``corpus.json`` and hidden ones (locks, leftovers)."""
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name != "corpus.json"
+        if p.is_file()
+        and p.name != "corpus.json"
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
     }
 
 
+def _plant_unfinished_run(root: Path, split: str) -> list[Path]:
+    """Leave what a run killed while finishing ``split`` would; returns the hidden leftovers."""
+    staging = root / f".{split}.tmp-999999999-deadbeef"
+    staging.mkdir()
+    (staging / f"{split}-000000.flac").write_bytes(b"half written")
+    (root / split).mkdir()  # audio moved into place, manifest never written
+    (root / split / f"{split}-000000.flac").write_bytes(b"stale")
+    manifest_tmp = root / f".{split}.jsonl.abc123"
+    manifest_tmp.write_text("{}\n")
+    return [staging, manifest_tmp]
+
+
 @pytest.fixture(scope="module")
-def tiny_corpora(tmp_path_factory) -> tuple[CorpusPaths, CorpusPaths, list[tuple[int, int]]]:
+def tiny_corpora(tmp_path_factory) -> dict:
+    """A tiny corpus generated whole, and one generated split by split after an interruption."""
     if (
         importlib.util.find_spec("espeakng_loader") is None
         or importlib.util.find_spec("wordfreq") is None
@@ -159,29 +175,65 @@ def tiny_corpora(tmp_path_factory) -> tuple[CorpusPaths, CorpusPaths, list[tuple
             "espeakng_loader and wordfreq (the 'corpus' extra) are needed to synthesise speech"
         )
     calls: list[tuple[int, int]] = []
-    first = ensure_corpus(
+    whole = ensure_corpus(
         CorpusConfig.tiny(),
         tmp_path_factory.mktemp("a"),
         lambda d, t: calls.append((d, t)),
         workers=2,
     )
-    second = ensure_corpus(CorpusConfig.tiny(), tmp_path_factory.mktemp("b"), workers=1)
-    return first, second, calls
+    cache = tmp_path_factory.mktemp("b")
+    for split in ("dev", "test"):
+        by_split = ensure_corpus(CorpusConfig.tiny(), cache, workers=1, splits=[split])
+    dev_and_test = _digest(by_split.root), by_split.info()
+    leftovers = _plant_unfinished_run(by_split.root, "unseen")
+    assert ensure_corpus(CorpusConfig.tiny(), cache, workers=1) == by_split
+    return {
+        "whole": whole,
+        "calls": calls,
+        "by_split": by_split,
+        "dev_and_test": dev_and_test,
+        "leftovers": leftovers,
+    }
 
 
 @needs_espeak
-def test_tiny_corpus_is_byte_identical_across_runs_and_worker_counts(tiny_corpora) -> None:
-    first, second, calls = tiny_corpora
-    assert first.root.name == second.root.name == corpus_key(CorpusConfig.tiny())
-    digest = _digest(first.root)
+def test_tiny_corpus_is_byte_identical_across_runs_worker_counts_and_splits(tiny_corpora) -> None:
+    whole, by_split = tiny_corpora["whole"], tiny_corpora["by_split"]
+    assert whole.root.name == by_split.root.name == corpus_key(CorpusConfig.tiny())
+    digest = _digest(whole.root)
     assert len([name for name in digest if name.endswith(".flac")]) == 42
-    assert digest == _digest(second.root)
-    assert calls[0] == (0, 42) and calls[-1] == (42, 42)
+    assert digest == _digest(by_split.root)
+    assert tiny_corpora["calls"][0] == (0, 42) and tiny_corpora["calls"][-1] == (42, 42)
+    assert by_split.info()["splits"] == whole.info()["splits"]
+    assert by_split.info()["disk_megabytes"] == whole.info()["disk_megabytes"]
+
+
+@needs_espeak
+def test_splits_generated_alone_match_a_whole_generation(tiny_corpora) -> None:
+    digest, info = tiny_corpora["dev_and_test"]
+    whole = _digest(tiny_corpora["whole"].root)
+    assert digest == {name: h for name, h in whole.items() if name.startswith(("dev", "test"))}
+    assert set(info["splits"]) == {"dev", "test"}
+    assert info["splits"]["test"] == tiny_corpora["whole"].info()["splits"]["test"]
+
+
+@needs_espeak
+def test_an_unfinished_split_is_cleared_and_redone(tiny_corpora) -> None:
+    root = tiny_corpora["by_split"].root
+    assert not any(path.exists() for path in tiny_corpora["leftovers"])
+    assert _digest(root) == _digest(tiny_corpora["whole"].root)  # stale unseen audio replaced
+    assert sorted(p.name for p in root.iterdir() if p.name.startswith(".")) == [
+        ".corpus.json.lock",
+        ".dev.lock",
+        ".test.lock",
+        ".train.lock",
+        ".unseen.lock",
+    ]
 
 
 @needs_espeak
 def test_tiny_corpus_splits_are_disjoint_and_unseen_voices_are_new(tiny_corpora) -> None:
-    paths = tiny_corpora[0]
+    paths = tiny_corpora["whole"]
     manifests = {split: read_manifest(paths.manifest(split), strict=True) for split in SPLITS}
     config = CorpusConfig.tiny()
     for split, manifest in manifests.items():
@@ -207,23 +259,55 @@ def test_tiny_corpus_splits_are_disjoint_and_unseen_voices_are_new(tiny_corpora)
 
 
 @needs_espeak
-def test_ensure_corpus_returns_a_finished_corpus_at_once_and_ignores_unfinished_ones(
+def test_ensure_corpus_returns_finished_splits_at_once_and_ignores_unfinished_ones(
     tiny_corpora, tmp_path, monkeypatch
 ) -> None:
-    paths = tiny_corpora[0]
+    paths = tiny_corpora["whole"]
     cache = paths.root.parent
 
     def no_generation(*args, **kwargs):
-        raise AssertionError("a finished corpus must not be generated again")
+        raise AssertionError("a finished split must not be generated again")
 
     monkeypatch.setattr("asr.corpus.build._generate", no_generation)
     assert ensure_corpus(CorpusConfig.tiny(), cache) == paths
+    assert ensure_corpus(CorpusConfig.tiny(), cache, splits=("test", "dev")) == paths
 
-    # A folder left by a dead run never counts as the corpus, and is cleared by the next run.
-    dead = tmp_path / f".{corpus_key(CorpusConfig.tiny(seed=5))}.tmp-999999999-deadbeef"
+    # A whole-corpus folder left by a dead run of the former generator is cleared.
+    key = corpus_key(CorpusConfig.tiny(seed=5))
+    dead = tmp_path / f".{key}.tmp-999999999-deadbeef"
     dead.mkdir()
     with pytest.raises(AssertionError, match="must not be generated again"):
-        ensure_corpus(CorpusConfig.tiny(seed=5), tmp_path)
+        ensure_corpus(CorpusConfig.tiny(seed=5), tmp_path, splits=("unseen",))
     assert not dead.exists()
-    assert os.listdir(tmp_path) == []
+    assert os.listdir(tmp_path) == [key]
     assert json.loads((paths.root / "corpus.json").read_text())["key"] == paths.root.name
+
+
+@needs_espeak
+def test_an_interrupted_generation_leaves_no_split_behind(tmp_path) -> None:
+    def interrupt(done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ensure_corpus(CorpusConfig.tiny(), tmp_path, interrupt, workers=1, splits=("dev",))
+    root = tmp_path / corpus_key(CorpusConfig.tiny())
+    assert sorted(p.name for p in root.iterdir()) == [".dev.lock"]
+
+
+@pytest.mark.parametrize(
+    ("splits", "error", "message"),
+    [
+        (
+            ("dev", "validation"),
+            ValueError,
+            r"unknown split 'validation' in splits=\('dev', "
+            r"'validation'\); accepted: train, dev, test, unseen",
+        ),
+        ([], ValueError, r"splits is empty; name some of train, dev, test, unseen"),
+        ("test", TypeError, r"not a string; got 'test': pass \('test',\)"),
+    ],
+)
+def test_ensure_corpus_rejects_bad_splits(splits, error, message, tmp_path) -> None:
+    with pytest.raises(error, match=message):
+        ensure_corpus(CorpusConfig.tiny(), tmp_path, splits=splits)
+    assert os.listdir(tmp_path) == []

@@ -6,6 +6,11 @@ corpus is generated (the optional ``corpus`` extra; espeak-ng is GPL-3.0).
 >>> from asr.corpus import CorpusConfig, ensure_corpus
 >>> paths = ensure_corpus(CorpusConfig.tiny())      # doctest: +SKIP
 >>> paths.manifest("train")                          # doctest: +SKIP
+
+A caller that needs some splits only asks for those; the others are generated (with the
+same content) when first asked for:
+
+>>> ensure_corpus(splits=("test",)).manifest("test")  # doctest: +SKIP
 """
 
 from asr.corpus.build import CorpusPaths, default_cache_dir, ensure_corpus

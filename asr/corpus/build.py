@@ -27,12 +27,18 @@ level must do so under ``if __name__ == "__main__":``.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import importlib.metadata
 import json
 import logging
+import multiprocessing
 import os
-from collections.abc import Mapping
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +50,7 @@ from asr.corpus.augment import AugmentConfig, augment
 from asr.corpus.config import SPLITS, CorpusConfig
 from asr.corpus.espeak import ESPEAK_SAMPLE_RATE, Voice, english_accents, synthesize, voice_variants
 from asr.corpus.sentences import SentenceGenerator
-from asr.manifest import Utterance
+from asr.manifest import Utterance, write_manifest
 
 __all__ = ["CorpusPaths", "default_cache_dir", "ensure_corpus"]
 
@@ -251,4 +257,227 @@ def _record(
     return Utterance(item.id, str(path), item.text, duration, extra)
 
 
-#TAIL
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def _requested_splits(splits: Sequence[str] | None) -> tuple[str, ...]:
+    """``splits`` checked and put in :data:`SPLITS` order (the order their locks are taken)."""
+    if splits is None:
+        return SPLITS
+    if isinstance(splits, str):
+        raise TypeError(
+            f"splits must be a sequence of split names, not a string; got {splits!r}: "
+            f"pass ({splits!r},)"
+        )
+    unknown = [split for split in splits if split not in SPLITS]
+    if unknown:
+        raise ValueError(
+            f"unknown split {unknown[0]!r} in splits={tuple(splits)!r}; accepted: "
+            f"{', '.join(SPLITS)} (or None for all)"
+        )
+    if not splits:
+        raise ValueError(f"splits is empty; name some of {', '.join(SPLITS)}, or None for all")
+    return tuple(split for split in SPLITS if split in splits)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (released by the kernel if the process dies)."""
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logger.info("waiting for another process to release %s", path)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def _remove_dead_runs(cache_dir: Path, key: str) -> None:
+    # Whole-corpus temporary folders left by interrupted runs of the generator before it
+    # worked per split.
+    for stale in cache_dir.glob(f".{key}.tmp-*"):
+        try:
+            os.kill(int(stale.name.rsplit("-", 2)[-2]), 0)
+        except (ProcessLookupError, ValueError, OverflowError):
+            shutil.rmtree(stale, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, owned by someone else
+
+
+def _clear_unfinished(root: Path, split: str) -> None:
+    """Remove what an interrupted run left of ``split`` (its lock must be held)."""
+    for leftover in (*root.glob(f".{split}.tmp-*"), *root.glob(f".{split}.jsonl.*"), root / split):
+        if leftover.is_dir():
+            shutil.rmtree(leftover)
+        else:
+            leftover.unlink(missing_ok=True)
+
+
+def ensure_corpus(
+    config: CorpusConfig | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
+    splits: Sequence[str] | None = None,
+) -> CorpusPaths:
+    """Return the corpus ``config`` describes, generating the requested splits not yet cached.
+
+    Each split is generated once and has the same content whichever splits are asked for
+    with it, so asking for ``("test",)`` and later for all gives the corpus a single call
+    would have made.
+
+    Args:
+        config: what to generate; ``CorpusConfig()`` (the default corpus) if None.
+        cache_dir: folder holding corpora; :func:`default_cache_dir` if None.
+        progress: called as ``progress(done, total)`` in utterances while generating.
+        workers: synthesis processes; the number of usable CPU cores if None.
+        splits: the splits needed, from :data:`SPLITS`; all of them if None.
+
+    Returns:
+        The corpus's paths; the manifests of the requested splits exist and are complete
+        (others may not exist yet).
+
+    Raises:
+        ValueError: if ``splits`` names an unknown split or none, ``workers`` < 1, or the
+            config names voices espeak-ng lacks.
+        TypeError: if ``splits`` is a string rather than a sequence of names.
+        ImportError: if the ``corpus`` extra (espeakng-loader, wordfreq) is missing.
+    """
+    config = CorpusConfig() if config is None else config
+    requested = _requested_splits(splits)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    key = corpus_key(config)
+    paths = CorpusPaths(cache / key)
+    missing = [split for split in requested if not paths.manifest(split).is_file()]
+    if not missing:
+        return paths
+    workers = len(os.sched_getaffinity(0)) if workers is None else workers
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1; got {workers}")
+
+    paths.root.mkdir(parents=True, exist_ok=True)
+    _remove_dead_runs(cache, key)
+    with contextlib.ExitStack() as locks:
+        # Taken in SPLITS order by every process, so two never wait on each other.
+        for split in missing:
+            locks.enter_context(_locked(paths.root / f".{split}.lock"))
+        # Another process may have finished some while this one waited.
+        missing = [split for split in missing if not paths.manifest(split).is_file()]
+        if missing:
+            _generate(config, paths, missing, progress, workers)
+    return paths
+
+
+def _generate(
+    config: CorpusConfig,
+    paths: CorpusPaths,
+    splits: Sequence[str],
+    progress: Callable[[int, int], None] | None,
+    workers: int,
+) -> None:
+    """Generate ``splits`` into ``paths.root``; their locks must be held."""
+    started = time.perf_counter()
+    root = paths.root
+    items = _plan(config)
+    wanted = [item for item in items if item.split in splits]
+    folders = {
+        split: str(root / f".{split}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}") for split in splits
+    }
+    # Tasks are cut from the whole corpus's plan, as in a full generation; each keeps the
+    # utterances up to its last wanted one, for espeak's state.
+    tasks = []
+    for start in range(0, len(items), _TASK_SIZE):
+        chunk = items[start : start + _TASK_SIZE]
+        last = max((i for i, item in enumerate(chunk) if item.split in splits), default=-1)
+        if last >= 0:
+            tasks.append(
+                _Task(
+                    folders,
+                    config.audio_format,
+                    config.padding_seconds,
+                    config.peak_range,
+                    config.augmentation,
+                    tuple(chunk[: last + 1]),
+                )
+            )
+    # A fork server that has imported this module (and the caller's main module, so workers
+    # need not re-import it) but never run espeak: each task's fresh worker forks from it
+    # cheaply and starts from a clean espeak state.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["__main__", __name__])
+    rendered: dict[str, tuple[float, str]] = {}
+    left = {split: config.utterances(split) for split in splits}
+    try:
+        for split in splits:
+            _clear_unfinished(root, split)
+            os.mkdir(folders[split])
+        if progress is not None:
+            progress(0, len(wanted))
+        with context.Pool(processes=min(workers, len(tasks)), maxtasksperchild=1) as pool:
+            for results in pool.imap(_render, tasks):
+                for uid, duration, description in results:
+                    rendered[uid] = (duration, description)
+                    left[uid.rsplit("-", 1)[0]] -= 1
+                if progress is not None:
+                    progress(len(rendered), len(wanted))
+                for split in [split for split, count in left.items() if count == 0]:
+                    del left[split]
+                    _finish_split(config, paths, split, Path(folders[split]), wanted, rendered)
+                    _write_info(config, paths, time.perf_counter() - started)
+                    started = time.perf_counter()
+    finally:
+        for folder in folders.values():
+            shutil.rmtree(folder, ignore_errors=True)
+    logger.info("corpus %s: generated %s", root, ", ".join(splits))
+
+
+def _finish_split(
+    config: CorpusConfig,
+    paths: CorpusPaths,
+    split: str,
+    folder: Path,
+    items: Sequence[_Item],
+    rendered: Mapping[str, tuple[float, str]],
+) -> None:
+    """Move a split's finished audio into place, then write its manifest (the last step)."""
+    os.rename(folder, paths.root / split)
+    write_manifest(
+        paths.manifest(split),
+        (
+            _record(item, paths.root, config.audio_format, *rendered[item.id])
+            for item in items
+            if item.split == split
+        ),
+    )
+
+
+def _write_info(config: CorpusConfig, paths: CorpusPaths, seconds: float) -> None:
+    """Rewrite ``corpus.json`` for the finished splits, adding ``seconds`` of generation."""
+    info_path = paths.root / _INFO_FILE
+    with _locked(paths.root / f".{_INFO_FILE}.lock"):
+        previous = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
+        stats, disk_bytes = {}, 0
+        for split in SPLITS:
+            manifest = paths.manifest(split)
+            if not manifest.is_file():
+                continue
+            with manifest.open(encoding="utf-8") as f:
+                records = [json.loads(line) for line in f]
+            stats[split] = {
+                "utterances": len(records),
+                "hours": round(sum(r["duration"] for r in records) / 3600, 3),
+                "words": sum(r["words"] for r in records),
+            }
+            disk_bytes += manifest.stat().st_size + _folder_bytes(paths.root / split)
+        info = {
+            "key": paths.root.name,
+            "config": asdict(config),
+            "versions": _library_versions(),
+            "splits": stats,
+            "disk_megabytes": round(disk_bytes / 1e6, 1),
+            "generation_seconds": round(previous.get("generation_seconds", 0.0) + seconds, 1),
+        }
+        tmp = info_path.with_name(f".{_INFO_FILE}.{os.getpid()}")
+        tmp.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, info_path)
