@@ -20,7 +20,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check shrinkml_env agents asr benchmarks tests
+	$(VENV)/bin/ruff check shrinkml_env agents asr benchmarks tests examples
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py --quick

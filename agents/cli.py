@@ -9,7 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from agents import commands_asr, commands_demo
+from agents import commands_asr, commands_demo, commands_search
 
 __all__ = ["main", "build_parser"]
 
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     commands_asr.register(sub)
     commands_demo.register(sub)
+    commands_search.register(sub)
     return parser
 
 

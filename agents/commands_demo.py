@@ -1,9 +1,11 @@
-"""``shrinkml demo``: the main job on the embedded default.
+"""``shrinkml demo``: a default PPO rank search on the shipped recogniser, in about 10 minutes.
 
-Until the RL search lands, the demo runs the most complete pipeline that exists: the shipped
-recogniser, its baseline test WER, uniform SVD compression at the budget (the paper's manual
-baseline) built through ``ShrinkML-v0``'s plan, exported as a truly factorised model, and its
-test WER and size.
+The demo runs ``shrinkml search --agent ppo`` with the default settings on the shipped model
+and ends with one table: the dense model's test WER, the searched configuration's size and
+test WER, and uniform compression (the same rank fraction everywhere, the paper's manual
+baseline) at the same budget. The evaluation budget is sized for 2 CPU cores: one
+search-subset evaluation takes 1–2 s, so 200 evaluations plus the uniform curve and three
+test decodes fit in about 10 minutes.
 """
 
 from __future__ import annotations
@@ -14,69 +16,60 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["register"]
+__all__ = ["DEMO_EVALUATIONS", "register"]
+
+DEMO_EVALUATIONS = 200
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="compress the shipped recogniser and report size and test WER")
+    p = sub.add_parser("demo", help="PPO rank search on the shipped recogniser; size and test WER vs uniform")
     p.add_argument("--budget", type=float, default=0.3, help="size ratio of the compressible parameters to reach")
-    p.add_argument("--test-utterances", type=int, default=500, help="test utterances decoded (0: all)")
-    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="where the exported model goes")
+    p.add_argument("--evaluations", type=int, default=DEMO_EVALUATIONS, help="unique search-subset evaluations")
+    p.add_argument("--test-utterances", type=int, default=500, help="test utterances decoded")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--target", default="default", help="'default' (shipped model), an ASR checkpoint, or 'toy'")
+    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run directory (rerun resumes)")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_demo)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from agents.commands_asr import _progress_bar
-    from asr.checkpoint import load_checkpoint, save_factorised_asr
-    from asr.data import prepare_feature_batches
-    from asr.default import default_checkpoint, load_split
-    from asr.evaluate import evaluate_batches
-    from asr.features import LogMelFrontend
-    from asr.target import default_target
-    from shrinkml_env.compression import describe_layers, export_factorised
-    from shrinkml_env.env import ShrinkMLEnv
+    from agents.commands_search import search_progress_bar
+    from agents.config import SearchConfig
+    from agents.search import run_search
 
-    started = time.perf_counter()
-    target = default_target()
-    env = ShrinkMLEnv(target=target, budget=args.budget)
-    plan = env.plan
-    uniform = max(
-        (a for a in range(env.menu.size) if plan.unit_params[:, a].sum() <= args.budget * plan.dense_total),
-        default=None,
+    config = SearchConfig(
+        agent="ppo", budget=args.budget, evaluations=args.evaluations, seed=args.seed,
+        target=args.target, test_utterances=args.test_utterances,
     )
-    if uniform is None:
-        raise ValueError(f"no uniform rank fraction reaches budget {args.budget}; raise --budget")
-    ranks = plan.ranks([uniform] * env.steps)
-    test = load_split("test", _progress_bar("synthesising corpus", "utt"))
-    if args.test_utterances:
-        test = test[: args.test_utterances]
-    model, tokenizer, _ = load_checkpoint(default_checkpoint())
-    batches = prepare_feature_batches(test, LogMelFrontend(), tokenizer)
-    dense = evaluate_batches(model, tokenizer, batches)
-    layers = describe_layers(model, target.layers)
-    exported = export_factorised(model, layers, plan.rank_map(ranks), plan.bank)
-    compressed = evaluate_batches(exported, tokenizer, batches)
-    args.out.mkdir(parents=True, exist_ok=True)
-    out_file = args.out / f"uniform_{args.budget}.pt"
-    size_ratio = plan.params(ranks) / plan.dense_total
-    save_factorised_asr(out_file, exported, tokenizer, {"ranks": plan.rank_map(ranks), "size_ratio": size_ratio})
-    rows = [
-        ("dense (shipped)", 1.0, sum(p.numel() for p in model.parameters()), dense.wer),
-        (
-            f"uniform {env.menu.fraction(uniform):.4g} of full rank",
-            size_ratio,
-            sum(p.numel() for p in exported.parameters()),
-            compressed.wer,
-        ),
-    ]
-    print(f"\nShrinkML demo: budget {args.budget}, {len(test)} test utterances")
-    print(f"{'model':34s} {'size ratio':>10s} {'parameters':>11s} {'test WER':>9s}")
-    for name, ratio, params, wer in rows:
-        print(f"{name:34s} {ratio:10.3f} {params:11,d} {wer:9.4f}")
-    print(f"\nexported factorised model: {out_file}")
-    print(f"search-subset baseline WER {target.baseline_error:.4f}; {time.perf_counter() - started:.0f} s in all")
-    print(json.dumps({"budget": args.budget, "uniform_fraction": env.menu.fraction(uniform),
-                      "size_ratio": size_ratio, "dense_test_wer": dense.wer,
-                      "uniform_test_wer": compressed.wer}), file=sys.stderr)
-    return 0
+    if args.threads is not None:
+        import torch
 
+        torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    update, close = (None, lambda: None) if args.quiet else search_progress_bar(config.evaluations)
+    try:
+        result = run_search(config, args.out, progress=update)
+    finally:
+        close()
+    rows = [("dense (shipped)", 1.0, result.dense_model_params, result.baseline_search_wer, result.baseline_test_wer)]
+    for label, c in ((f"{result.uniform.label} of full rank", result.uniform), ("ShrinkML PPO search", result.best)):
+        if c is not None:
+            rows.append((label, c.size_ratio, c.model_params, c.search_wer, c.test_wer))
+    print(f"\nShrinkML demo: budget {config.budget}, {result.evaluations} search evaluations, "
+          f"{config.test_utterances} test utterances")
+    print(f"{'model':32s} {'size ratio':>10s} {'parameters':>11s} {'search WER':>10s} {'test WER':>9s}")
+    for name, ratio, params, search_wer, test_wer in rows:
+        print(f"{name:32s} {ratio:10.3f} {params:11,d} {search_wer:10.4f} {test_wer:9.4f}")
+    print(f"\nrun directory: {result.run_dir} (report.md, pareto.png, exported model.pt); "
+          f"{time.perf_counter() - started:.0f} s in all")
+    uniform = result.uniform
+    print(json.dumps({
+        "budget": config.budget,
+        "evaluations": result.evaluations,
+        "dense_test_wer": result.baseline_test_wer,
+        "uniform": {"size_ratio": uniform.size_ratio, "test_wer": uniform.test_wer},
+        "search": None if result.best is None else {"size_ratio": result.best.size_ratio, "test_wer": result.best.test_wer},
+    }), file=sys.stderr)
+    return 0

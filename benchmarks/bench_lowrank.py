@@ -127,6 +127,7 @@ def _write_atomically(path: Path, rows: list[dict]) -> None:
     with os.fdopen(fd, "w") as f:
         json.dump(rows, f, indent=2)
         f.write("\n")
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600
     os.replace(tmp, path)
 
 

@@ -287,6 +287,22 @@ class ShrinkMLEnv(gym.Env):
             raise ValueError("record does not reproduce: " + "; ".join(problems))
         return True
 
+    def score(self, error: float, params: int) -> float:
+        """The terminal reward of a compressed model with this error and parameter count."""
+        size_ratio = params / self.plan.dense_total
+        outcome = Outcome(
+            error=error,
+            baseline_error=self.target.baseline_error,
+            size_ratio=size_ratio,
+            budget=self.budget,
+            params=int(params),
+            dense_params=int(self.plan.dense_total),
+        )
+        reward = self.reward_fn(outcome)
+        if self.constraint == "punish":
+            reward += budget_penalty(size_ratio, self.budget)
+        return float(reward)
+
     # -- internals -------------------------------------------------------------------------
     def _action_index(self, action) -> int:
         if self.continuous:
@@ -339,18 +355,8 @@ class ShrinkMLEnv(gym.Env):
             error = self.cache.put(key, self.plan.evaluate(ranks))
         params = int(self.plan.params(ranks))
         size_ratio = params / self.plan.dense_total
-        outcome = Outcome(
-            error=error,
-            baseline_error=self.target.baseline_error,
-            size_ratio=size_ratio,
-            budget=self.budget,
-            params=params,
-            dense_params=int(self.plan.dense_total),
-        )
-        reward = self.reward_fn(outcome)
-        if self.constraint == "punish":
-            reward += budget_penalty(size_ratio, self.budget)
-        return float(reward), {
+        reward = self.score(error, params)
+        return reward, {
             "ranks": list(ranks),
             "wer": float(error),
             "baseline_wer": float(self.target.baseline_error),

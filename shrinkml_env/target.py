@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-__all__ = ["CompressionTarget", "ToyModel", "resolve_target", "toy_target"]
+__all__ = ["CompressionTarget", "ToyModel", "resolve_target", "toy_error", "toy_target"]
 
 _COMPRESSIBLE = (nn.LSTM, nn.LSTMCell, nn.Linear)
 
@@ -118,26 +118,34 @@ class ToyModel(nn.Module):
         return self.head(h)
 
 
-def toy_target(seed: int = 0, samples: int = 256, noise: float = 0.3) -> CompressionTarget:
-    """A target that evaluates in milliseconds, for tests and examples.
+def toy_error(model: nn.Module, data_seed: int, samples: int = 256, noise: float = 0.3) -> Callable[[nn.Module], float]:
+    """The toy task's ``evaluate``: misclassification on a noisy draw of random sequences.
 
-    The labels are the dense model's own (standardised) predictions on clean random
-    sequences; the error is the misclassification rate on a fixed noisy copy of them, so the
-    baseline error is above zero (like a real WER; about 0.23) and compression raises it.
+    Labels are ``model``'s own standardised predictions on ``samples`` clean sequences drawn
+    with ``data_seed``; the error of a candidate is its misclassification rate on a fixed
+    noisy copy of them, so the dense model's error is above zero (like a real WER; about
+    0.23 at the default noise) and compression raises it. A different ``data_seed`` gives
+    held-out data (a "test set") for the same model.
     """
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    model = ToyModel().eval()
-    clean = torch.randn(samples, 16, 12, generator=generator)
+    generator = torch.Generator().manual_seed(data_seed)
+    input_size = model.encoder[0].input_size
+    clean = torch.randn(samples, 16, input_size, generator=generator)
     noisy = clean + noise * torch.randn(clean.shape, generator=generator)
     with torch.inference_mode():
         logits = model(clean)
     center, scale = logits.mean(dim=0), logits.std(dim=0)
     labels = ((logits - center) / scale).argmax(dim=1)
+    return _MisclassificationRate(noisy, labels, center, scale)
+
+
+def toy_target(seed: int = 0, samples: int = 256, noise: float = 0.3) -> CompressionTarget:
+    """A target that evaluates in milliseconds, for tests and examples (see :func:`toy_error`)."""
+    torch.manual_seed(seed)
+    model = ToyModel().eval()
     return CompressionTarget(
         model=model,
         layers=["encoder.0", "encoder.1", "decoder", "head"],
-        evaluate=_MisclassificationRate(noisy, labels, center, scale),
+        evaluate=toy_error(model, seed, samples, noise),
         name=f"toy-{seed}",
         data_fingerprint=f"toy-{seed}-{samples}-{noise}",
         roles={"encoder.0": "encoder", "encoder.1": "encoder", "decoder": "decoder", "head": "output"},

@@ -7,6 +7,10 @@ import torch
 from asr.model import ASRModel, build_model
 from asr.text import CharTokenizer
 
+# Tiny models run fastest on one thread, and CI's two cores may be shared: extra intra-op
+# threads only spin against each other.
+torch.set_num_threads(1)
+
 TOY_LETTERS = "abcd"
 FRAMES_PER_CHAR = 6
 

@@ -5,7 +5,7 @@ from asr.decoding import BeamConfig, beam_search, ctc_greedy, greedy_decode
 from asr.model import PRESETS, ASRConfig, build_model
 from asr.text import CharTokenizer
 from asr.train import joint_loss
-from tests.conftest import toy_batch, tiny_model
+from tests.conftest import tiny_model, toy_batch
 
 
 def test_presets_have_enough_compressible_layers():

@@ -132,6 +132,7 @@ def save_factorised(path: str | os.PathLike, model: nn.Module, meta: Mapping[str
     os.close(fd)
     try:
         torch.save(payload, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a checkpoint is meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,230 @@
+"""The configuration of one rank search: which agent, which budget, how many evaluations.
+
+:class:`SearchConfig` is parsed once by the command line (or built in code), validated on
+construction, written into every run directory and exported checkpoint, and compared on
+resume. Run state (evaluations so far, best so far) never lives here.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "AGENTS",
+    "BASELINE_AGENTS",
+    "RL_AGENTS",
+    "SearchConfig",
+    "parse_sb3_overrides",
+    "read_sb3_config",
+]
+
+RL_AGENTS = ("ppo", "a2c", "dqn", "maskable_ppo")
+BASELINE_AGENTS = ("uniform", "random", "greedy", "evolution")
+AGENTS = RL_AGENTS + BASELINE_AGENTS
+
+# Fields that may differ when a run directory is resumed: they change where or how fast the
+# search runs, or how long it may go on, not what any evaluation means.
+RESUMABLE_CHANGES = ("evaluations", "device", "tensorboard")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """One search of per-layer SVD ranks under a size budget.
+
+    Attributes:
+        agent: who proposes configurations: an SB3 algorithm (``ppo``, ``a2c``, ``dqn``,
+            ``maskable_ppo``) or a baseline (``uniform``, ``random``, ``greedy``,
+            ``evolution``).
+        budget: size ratio to reach (compressible parameters after ÷ before), in (0, 1].
+        reward: the env's reward name (``shrinkml_env.rewards.reward_names()``).
+        evaluations: unique search-subset evaluations the search may spend; cache hits are
+            free. The same currency for every agent.
+        seed: seeds the agent, its networks and the env.
+        target: ``"toy"`` (tests), ``"default"`` (the shipped recogniser) or an ASR
+            checkpoint path.
+        constraint: the env's budget constraint; None picks ``"mask"`` for
+            ``maskable_ppo`` and ``"clamp"`` for every other agent.
+        rank_menu: the env's rank-menu preset.
+        granularity: one action per LSTM layer (``"layer"``) or per matrix (``"matrix"``).
+        warmup_episodes: random episodes before the agent learns (DQN: ``learning_starts``;
+            on-policy agents: random episodes played first); None: the agent's default.
+        max_episodes: give up after this many episodes, cache hits included, so an agent
+            that only revisits known configurations still ends; None: 20 × evaluations.
+        sb3: Stable-Baselines3 hyperparameter overrides as ``(name, value)`` pairs, applied
+            over the problem-specific defaults (RL agents only).
+        test_utterances: test utterances decoded for the reported test WER (ASR targets);
+            None: the whole test split.
+        device: torch device for evaluation and networks.
+        tensorboard: folder for SB3's TensorBoard logs; None: no TensorBoard.
+    """
+
+    agent: str = "ppo"
+    budget: float = 0.3
+    reward: str = "wer_size"
+    evaluations: int = 100
+    seed: int = 0
+    target: str = "default"
+    constraint: str | None = None
+    rank_menu: str = "linear8"
+    granularity: str = "layer"
+    warmup_episodes: int | None = None
+    max_episodes: int | None = None
+    sb3: tuple[tuple[str, Any], ...] = ()
+    test_utterances: int | None = None
+    device: str = "cpu"
+    tensorboard: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_agent(self.agent)
+        _check_budget(self.budget)
+        _check_positive_int("evaluations", self.evaluations)
+        _check_reward(self.reward)
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise TypeError(f"seed must be an integer; got {self.seed!r}")
+        constraint = self.constraint or ("mask" if self.agent == "maskable_ppo" else "clamp")
+        _check_choice("constraint", constraint, ("clamp", "mask", "punish"))
+        _check_choice("granularity", self.granularity, ("layer", "matrix"))
+        _check_rank_menu(self.rank_menu)
+        if self.warmup_episodes is not None and (not isinstance(self.warmup_episodes, int) or self.warmup_episodes < 0):
+            raise ValueError(f"warmup_episodes must be an integer >= 0 or None; got {self.warmup_episodes!r}")
+        if self.max_episodes is not None:
+            _check_positive_int("max_episodes", self.max_episodes)
+        if self.test_utterances is not None:
+            _check_positive_int("test_utterances", self.test_utterances)
+        sb3 = _normalise_pairs(self.sb3)
+        if sb3 and self.agent not in RL_AGENTS:
+            raise ValueError(
+                f"SB3 hyperparameters {[k for k, _ in sb3]} given for the baseline agent "
+                f"{self.agent!r}; they apply only to {', '.join(RL_AGENTS)}"
+            )
+        if sb3:
+            from agents.rl import check_hyperparameters
+
+            check_hyperparameters(self.agent, dict(sb3))
+        if not isinstance(self.target, str) or not self.target:
+            raise ValueError(f"target must be 'toy', 'default' or a checkpoint path; got {self.target!r}")
+        object.__setattr__(self, "budget", float(self.budget))
+        object.__setattr__(self, "constraint", constraint)
+        object.__setattr__(self, "sb3", sb3)
+
+    @property
+    def is_rl(self) -> bool:
+        return self.agent in RL_AGENTS
+
+    @property
+    def episode_limit(self) -> int:
+        """Episodes (cache hits included) after which the search gives up."""
+        return self.max_episodes if self.max_episodes is not None else 20 * self.evaluations
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (``sb3`` as an object)."""
+        data = asdict(self)
+        data["sb3"] = {k: v for k, v in self.sb3}
+        return json.loads(json.dumps(data))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SearchConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown search config fields {unknown}; known: {sorted(names)}")
+        values = dict(data)
+        if isinstance(values.get("sb3"), Mapping):
+            values["sb3"] = tuple(values["sb3"].items())
+        return cls(**values)
+
+    def differences(self, other: SearchConfig) -> list[str]:
+        """Fields that differ from ``other`` and forbid resuming its run (``field: a != b``)."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return [
+            f"{name}: {theirs[name]!r} != {mine[name]!r}"
+            for name in mine
+            if name not in RESUMABLE_CHANGES and mine[name] != theirs[name]
+        ]
+
+
+def parse_sb3_overrides(items: Iterable[str]) -> tuple[tuple[str, Any], ...]:
+    """``["learning_rate=1e-3", "policy_kwargs={'net_arch': [32]}"]`` to name/value pairs.
+
+    Values are Python literals (numbers, strings, tuples, lists, dicts, ``None``); anything
+    else is kept as a string (``policy=MlpPolicy``).
+
+    Raises:
+        ValueError: an item without ``=`` or with an empty name.
+    """
+    pairs = []
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ValueError(f"SB3 override {item!r} is not NAME=VALUE (e.g. learning_rate=0.001)")
+        try:
+            value = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            value = text.strip()
+        pairs.append((name, value))
+    return tuple(pairs)
+
+
+def read_sb3_config(path: str | os.PathLike[str]) -> tuple[tuple[str, Any], ...]:
+    """Hyperparameters from a JSON file holding one object (``{"learning_rate": 0.001}``)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"SB3 config file {str(path)!r} does not exist") from e
+    except json.JSONDecodeError as e:
+        raise ValueError(f"SB3 config file {str(path)!r} is not valid JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"SB3 config file {str(path)!r} must hold one JSON object; got {type(data).__name__}")
+    return tuple(data.items())
+
+
+def _normalise_pairs(pairs: Any) -> tuple[tuple[str, Any], ...]:
+    if isinstance(pairs, Mapping):
+        pairs = tuple(pairs.items())
+    merged: dict[str, Any] = {}
+    for pair in pairs:
+        if len(pair) != 2 or not isinstance(pair[0], str):
+            raise TypeError(f"sb3 overrides must be (name, value) pairs; got {pair!r}")
+        merged[pair[0]] = pair[1]  # later pairs win: file first, then the command line
+    return tuple(merged.items())
+
+
+def _check_agent(agent: Any) -> None:
+    if agent not in AGENTS:
+        raise ValueError(f"unknown agent {agent!r}; accepted: {', '.join(AGENTS)}")
+
+
+def _check_budget(budget: Any) -> None:
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not math.isfinite(budget) or not 0.0 < budget <= 1.0:
+        raise ValueError(f"budget must be a size ratio in (0, 1]; got {budget!r}")
+
+
+def _check_positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
+
+
+def _check_choice(name: str, value: Any, accepted: tuple[str, ...]) -> None:
+    if value not in accepted:
+        raise ValueError(f"unknown {name} {value!r}; accepted: {', '.join(accepted)}")
+
+
+def _check_reward(reward: Any) -> None:
+    from shrinkml_env.rewards import reward_names
+
+    _check_choice("reward", reward, reward_names())
+
+
+def _check_rank_menu(menu: Any) -> None:
+    from shrinkml_env.search_space import MENUS
+
+    _check_choice("rank_menu", menu, tuple(MENUS))

@@ -1,0 +1,196 @@
+"""Stable-Baselines3 agents on ``ShrinkML-v0``, by name, with defaults suited to the problem.
+
+The problem is unusual for RL libraries: episodes are short and of fixed length (one step
+per layer), the only reward is terminal, and every new terminal state costs seconds of
+decoding. Hence the defaults: ``gamma = 1`` (the terminal reward is the whole return),
+rollouts of a few whole episodes, small networks, and for DQN a warm-up of random episodes
+before learning. Every hyperparameter can be overridden (``SearchConfig.sb3``); learning
+stops through :class:`BudgetCallback` the moment the evaluation budget is spent.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+
+from agents.budget import EvaluationRecorder, SearchLog
+from agents.config import RL_AGENTS, SearchConfig
+
+__all__ = ["BudgetCallback", "algorithm_class", "check_hyperparameters", "hyperparameters", "run_rl"]
+
+logger = logging.getLogger(__name__)
+
+# Set by the search itself, never by overrides.
+_RESERVED = ("self", "env", "seed", "verbose", "tensorboard_log", "device", "_init_setup_model")
+
+
+def algorithm_class(agent: str) -> type:
+    """The SB3 (or sb3-contrib) class of an RL agent name."""
+    if agent == "ppo":
+        from stable_baselines3 import PPO
+
+        return PPO
+    if agent == "a2c":
+        from stable_baselines3 import A2C
+
+        return A2C
+    if agent == "dqn":
+        from stable_baselines3 import DQN
+
+        return DQN
+    if agent == "maskable_ppo":
+        from sb3_contrib import MaskablePPO
+
+        return MaskablePPO
+    raise ValueError(f"unknown RL agent {agent!r}; accepted: {', '.join(RL_AGENTS)}")
+
+
+def check_hyperparameters(agent: str, overrides: dict[str, Any]) -> None:
+    """Refuse override names the algorithm does not take (or that the search sets itself).
+
+    Raises:
+        ValueError: naming the unknown keys and the accepted ones.
+    """
+    accepted = [p for p in inspect.signature(algorithm_class(agent).__init__).parameters if p not in _RESERVED]
+    unknown = sorted(set(overrides) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"{agent} takes no hyperparameter(s) {unknown}; accepted: {', '.join(accepted)} "
+            f"(seed, device and tensorboard have their own options)"
+        )
+
+
+def default_warmup(config: SearchConfig) -> int:
+    """Random episodes before learning: DQN fills its replay buffer; on-policy agents none."""
+    if config.warmup_episodes is not None:
+        return config.warmup_episodes
+    if config.agent == "dqn":
+        return int(np.clip(config.evaluations // 5, 1, 50))
+    return 0
+
+
+def hyperparameters(config: SearchConfig, steps: int) -> dict[str, Any]:
+    """Defaults for ``config.agent`` on episodes of ``steps`` steps, overridden by ``config.sb3``."""
+    net = {"net_arch": [64, 64]}
+    if config.agent in ("ppo", "maskable_ppo"):
+        defaults: dict[str, Any] = {
+            "policy": "MlpPolicy",
+            "n_steps": 8 * steps,  # eight whole episodes per update
+            "batch_size": 4 * steps,
+            "n_epochs": 10,
+            "gamma": 1.0,
+            "gae_lambda": 0.95,
+            "learning_rate": 1e-3,  # few updates fit in a budget of evaluations
+            "ent_coef": 0.01,
+            "policy_kwargs": net,
+        }
+    elif config.agent == "a2c":
+        defaults = {
+            "policy": "MlpPolicy",
+            "n_steps": steps,  # one whole episode per update
+            "gamma": 1.0,
+            "gae_lambda": 1.0,
+            "learning_rate": 1e-3,
+            "ent_coef": 0.01,
+            "policy_kwargs": net,
+        }
+    elif config.agent == "dqn":
+        episodes = config.episode_limit
+        defaults = {
+            "policy": "MlpPolicy",
+            "gamma": 1.0,
+            "learning_rate": 1e-3,
+            "buffer_size": 50_000,
+            "learning_starts": default_warmup(config) * steps,
+            "batch_size": 32,
+            "train_freq": (1, "episode"),
+            "gradient_steps": steps,
+            "target_update_interval": 10 * steps,
+            # Explore while the budget is being spent (about 2 episodes per evaluation),
+            # not over the episode limit, which only bounds runs that stop finding anything.
+            "exploration_fraction": min(1.0, 2.0 * config.evaluations / episodes),
+            "exploration_final_eps": 0.05,
+            "policy_kwargs": net,
+        }
+    else:
+        raise ValueError(f"unknown RL agent {config.agent!r}; accepted: {', '.join(RL_AGENTS)}")
+    overrides = dict(config.sb3)
+    check_hyperparameters(config.agent, overrides)
+    if isinstance(overrides.get("train_freq"), list):  # JSON has no tuples
+        overrides["train_freq"] = tuple(overrides["train_freq"])
+    return {**defaults, **overrides}
+
+
+class BudgetCallback(BaseCallback):
+    """Stops ``learn()`` as soon as the search log is exhausted; logs search scalars."""
+
+    def __init__(self, log: SearchLog, episode_limit: int) -> None:
+        super().__init__()
+        self.search_log = log
+        self.episode_limit = episode_limit
+        self._seen = log.count
+
+    def _on_step(self) -> bool:
+        if self.search_log.count != self._seen:
+            self._seen = self.search_log.count
+            progress = self.search_log.progress()
+            self.logger.record("search/evaluations", progress.evaluations)
+            self.logger.record("search/cache_hits", progress.cache_hits)
+            if progress.best_reward is not None:
+                self.logger.record("search/best_reward", progress.best_reward)
+            if progress.best_wer is not None:
+                self.logger.record("search/best_wer_within_budget", progress.best_wer)
+        return not self.search_log.exhausted and self.search_log.episodes < self.episode_limit
+
+
+def run_rl(config: SearchConfig, env: EvaluationRecorder, log: SearchLog, rng: np.random.Generator) -> str:
+    """Train ``config.agent`` on ``env`` until the budget or the episode limit is reached.
+
+    Returns:
+        ``"budget"``, or ``"episode_limit"`` when the agent kept revisiting known
+        configurations.
+
+    Raises:
+        ValueError: TensorBoard logging asked for but ``tensorboard`` is not installed.
+    """
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from agents.baselines import random_episode
+
+    if config.tensorboard is not None:
+        _check_tensorboard()
+    steps = env.unwrapped.steps
+    params = hyperparameters(config, steps)
+    if config.agent != "dqn":
+        for _ in range(default_warmup(config)):
+            if log.exhausted or log.episodes >= config.episode_limit:
+                break
+            random_episode(env, rng)
+    # One env: SB3 checks the callback after every step, so no evaluation overshoots the
+    # budget (several envs would each finish an episode within one vector step).
+    vec_env = DummyVecEnv([lambda: Monitor(env)])
+    policy = params.pop("policy")
+    model = algorithm_class(config.agent)(
+        policy, vec_env, seed=config.seed, device=config.device, verbose=0,
+        tensorboard_log=config.tensorboard, **params,
+    )
+    callback = BudgetCallback(log, config.episode_limit)
+    remaining = max(config.episode_limit - log.episodes, 0) * steps
+    if remaining and not log.exhausted:
+        model.learn(total_timesteps=remaining, callback=callback, tb_log_name=config.agent)
+    return "budget" if log.exhausted else "episode_limit"
+
+
+def _check_tensorboard() -> None:
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+    except ImportError as e:
+        raise ValueError(
+            "TensorBoard logging needs the `tensorboard` package, which is not installed; "
+            "`pip install tensorboard`, or drop --tensorboard"
+        ) from e

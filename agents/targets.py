@@ -1,0 +1,118 @@
+"""What a search needs from its target beyond the env: a held-out test score and a writer.
+
+The env scores configurations on the *search subset*; every reported result quotes the
+*test* error of the exported, truly factorised model, measured on data the search never saw.
+A :class:`SearchTarget` bundles the env's target with that test scorer and a function that
+saves an exported model. :func:`make_search_target` builds one from ``SearchConfig.target``:
+``"toy"`` (a second noisy copy of the toy task serves as its test set), ``"default"`` (the
+shipped recogniser, scored on the default corpus' test split) or an ASR checkpoint path.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from shrinkml_env.target import CompressionTarget, ToyModel, toy_error, toy_target
+
+__all__ = ["SearchTarget", "asr_search_target", "make_search_target", "toy_search_target"]
+
+
+@dataclass
+class SearchTarget:
+    """A compression target with its test scorer.
+
+    Attributes:
+        target: what the env compresses and scores on the search subset.
+        test_error: ``test_error(model) -> error`` on the held-out test set; takes the dense
+            model and exported factorised ones.
+        save_model: ``save_model(path, exported_model, meta)`` writes an exported model
+            that ``shrinkml evaluate`` (ASR) or :func:`load_factorised` (any) reads back.
+        test_description: what the test set is, for reports.
+    """
+
+    target: CompressionTarget
+    test_error: Callable[[nn.Module], float]
+    save_model: Callable[[Path, nn.Module, dict[str, Any]], None]
+    test_description: str
+
+
+def make_search_target(
+    target: str, *, test_utterances: int | None = None, device: str = "cpu"
+) -> SearchTarget:
+    """The search target named by ``SearchConfig.target``."""
+    if target == "toy":
+        return toy_search_target()
+    return asr_search_target(None if target == "default" else target, test_utterances=test_utterances, device=device)
+
+
+def toy_search_target(seed: int = 0) -> SearchTarget:
+    """The toy target; its test set is a fresh draw of the same task (other inputs, noise)."""
+    from shrinkml_env.compression import save_factorised
+
+    target = toy_target(seed)
+
+    def save(path: Path, model: nn.Module, meta: dict[str, Any]) -> None:
+        save_factorised(path, model, {**meta, "model": "ToyModel"})
+
+    return SearchTarget(target, toy_error(target.model, 1_000_003 + seed), save, "toy task, fresh noisy draw of 256")
+
+
+def load_toy_model(path: str | os.PathLike[str]) -> nn.Module:
+    """Read back a toy model written by the toy target's ``save_model``."""
+    from shrinkml_env.compression import load_factorised
+
+    return load_factorised(path, ToyModel).model
+
+
+def asr_search_target(
+    checkpoint: str | os.PathLike[str] | None = None,
+    *,
+    test_utterances: int | None = None,
+    device: str = "cpu",
+) -> SearchTarget:
+    """An ASR checkpoint (None: the shipped model) searched on the search subset.
+
+    The test error is greedy-decoding WER on the default corpus' test split (its first
+    ``test_utterances``, or all of it), prepared on first use.
+    """
+    from asr.checkpoint import load_checkpoint, save_factorised_asr
+    from asr.default import default_checkpoint
+    from asr.target import asr_target
+
+    path = default_checkpoint() if checkpoint is None else Path(checkpoint)
+    target = asr_target(path, device=device, name="default" if checkpoint is None else None)
+    _, tokenizer, _ = load_checkpoint(path)
+
+    def save(out: Path, model: nn.Module, meta: dict[str, Any]) -> None:
+        save_factorised_asr(out, model, tokenizer, meta)
+
+    scorer = _ASRTestError(tokenizer, test_utterances)
+    limit = "all" if test_utterances is None else f"first {test_utterances}"
+    return SearchTarget(target, scorer, save, f"default corpus test split ({limit} utterances)")
+
+
+class _ASRTestError:
+    """Greedy WER on the test split; features are prepared once, on the first call."""
+
+    def __init__(self, tokenizer: Any, limit: int | None) -> None:
+        self.tokenizer, self.limit = tokenizer, limit
+        self._batches: list | None = None
+
+    def __call__(self, model: nn.Module) -> float:
+        from asr.data import prepare_feature_batches
+        from asr.default import load_split
+        from asr.evaluate import evaluate_batches
+        from asr.features import LogMelFrontend
+
+        if self._batches is None:
+            utterances = load_split("test")
+            if self.limit is not None:
+                utterances = utterances[: self.limit]
+            self._batches = list(prepare_feature_batches(utterances, LogMelFrontend(), self.tokenizer))
+        return evaluate_batches(model, self.tokenizer, self._batches).wer
