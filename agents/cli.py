@@ -9,7 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from agents import commands_asr, commands_demo, commands_search
+from agents import commands_asr, commands_demo, commands_finetune, commands_search
 
 __all__ = ["main", "build_parser"]
 
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands_asr.register(sub)
     commands_demo.register(sub)
     commands_search.register(sub)
+    commands_finetune.register(sub)
     return parser
 
 

@@ -60,6 +60,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=_evaluate)
 
+    p = sub.add_parser("package-model", help="store a checkpoint compactly (float16) for shipping")
+    p.add_argument("checkpoint", type=Path, help="e.g. RUN_DIR/best.pt")
+    p.add_argument("--out", type=Path, required=True, help="destination, e.g. asr/pretrained/default.pt")
+    p.set_defaults(handler=_package_model)
+
     p = sub.add_parser("data", help="prepare speech data")
     data = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     s = data.add_parser("synth", help="generate the default synthetic corpus (offline, espeak-ng)")
@@ -163,6 +168,15 @@ def _evaluate(args: argparse.Namespace) -> int:
             f"{source}: WER {result.wer:.4f}  CER {result.cer:.4f}  over {report['utterances']} "
             f"utterances; decoding {result.seconds:.2f} s ({report['decoding']})"
         )
+    return 0
+
+
+def _package_model(args: argparse.Namespace) -> int:
+    from asr.checkpoint import load_checkpoint, save_checkpoint
+
+    model, tokenizer, meta = load_checkpoint(args.checkpoint)
+    save_checkpoint(args.out, model, tokenizer, {**meta, "packaged_from": str(args.checkpoint)}, half=True)
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB, float16)")
     return 0
 
 

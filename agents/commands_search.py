@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from agents.commands_finetune import add_iterative_arguments, run_iterative_command
 from agents.config import AGENTS, SearchConfig, parse_sb3_overrides, read_sb3_config
 
 __all__ = ["register", "search_config_from_args", "search_progress_bar"]
@@ -16,6 +17,7 @@ __all__ = ["register", "search_config_from_args", "search_progress_bar"]
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="search per-layer SVD ranks under a size budget")
     add_search_arguments(p)
+    add_iterative_arguments(p)
     p.add_argument("--out", type=Path, help="run directory (default: runs/search/AGENT-bBUDGET-sSEED); "
                    "rerunning on it resumes")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -117,6 +119,8 @@ def _set_threads(threads: int | None) -> None:
 def _search(args: argparse.Namespace) -> int:
     from agents.search import run_search
 
+    if args.iterative:
+        return run_iterative_command(args)
     config = search_config_from_args(args)
     _set_threads(args.threads)
     out = args.out or Path("runs/search") / f"{config.agent}-b{config.budget:g}-s{config.seed}"

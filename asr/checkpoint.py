@@ -21,7 +21,8 @@ import torch
 from asr.model import ASRConfig, ASRModel
 from asr.text import CharTokenizer
 
-__all__ = ["CheckpointError", "FORMAT", "FORMAT_VERSION", "load_checkpoint", "read_checkpoint", "save_checkpoint", "atomic_torch_save", "save_factorised_asr"]
+__all__ = ["CheckpointError", "FORMAT", "FORMAT_VERSION", "load_checkpoint", "read_checkpoint", "save_checkpoint",
+           "atomic_torch_save", "save_factorised_asr", "save_model", "is_factorised"]
 
 FORMAT = "shrinkml-asr"
 FORMAT_VERSION = 1
@@ -130,15 +131,49 @@ def save_factorised_asr(
     model: ASRModel,
     tokenizer: CharTokenizer,
     meta: dict[str, Any] | None = None,
+    *,
+    extra: dict[str, Any] | None = None,
 ) -> None:
-    """Write an exported (factorised) recogniser; :func:`load_checkpoint` reads it back."""
-    from shrinkml_env.compression import save_factorised
+    """Write an exported (factorised) recogniser; :func:`load_checkpoint` reads it back.
 
-    save_factorised(
-        path,
-        model,
-        {**(meta or {}), "asr_config": model.config.to_dict(), "tokenizer": tokenizer.to_dict()},
-    )
+    Args:
+        path: destination file.
+        model: the recogniser, with factorised submodules.
+        tokenizer: its tokenizer.
+        meta: JSON-like facts to keep with the weights.
+        extra: further top-level entries (optimiser state for resumable fine-tuning); the
+            factorised loader ignores them.
+    """
+    from shrinkml_env.compression import CHECKPOINT_FORMAT, factorised_structure, save_factorised
+
+    meta = {**(meta or {}), "asr_config": model.config.to_dict(), "tokenizer": tokenizer.to_dict()}
+    if extra is None:
+        save_factorised(path, model, meta)
+        return
+    # The factorised format plus top-level extras, as save_checkpoint(extra=...) does for dense.
+    payload = {"format": CHECKPOINT_FORMAT, "structure": factorised_structure(model),
+               "state_dict": model.state_dict(), "meta": meta, **extra}
+    atomic_torch_save(payload, path)
+
+
+def is_factorised(model: ASRModel) -> bool:
+    """Whether ``model`` holds factorised submodules (an exported, compressed recogniser)."""
+    from shrinkml_env.compression import factorised_structure
+
+    return bool(factorised_structure(model))
+
+
+def save_model(
+    path: str | os.PathLike[str],
+    model: ASRModel,
+    tokenizer: CharTokenizer,
+    meta: dict[str, Any] | None = None,
+    *,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """:func:`save_factorised_asr` for a factorised model, else :func:`save_checkpoint`."""
+    writer = save_factorised_asr if is_factorised(model) else save_checkpoint
+    writer(path, model, tokenizer, meta, extra=extra)
 
 
 def _load_factorised(path: Path, device: str | torch.device) -> tuple[ASRModel, CharTokenizer, dict[str, Any]]:

@@ -5,10 +5,16 @@ position, random state), ``best.pt`` (the weights with the lowest dev WER so far
 ``history.jsonl`` (one line per dev evaluation). Calling :func:`train` again on the same
 directory resumes from ``last.pt``; with the same seed the result is the same as an
 uninterrupted run.
+
+A factorised model (from ``shrinkml search``'s export) trains the same way when passed as
+``init_from``: its factors are the parameters, its ranks stay fixed, and ``last.pt`` /
+``best.pt`` are factorised checkpoints (``last.pt`` with the optimiser and data-order state),
+so a resumed run rebuilds the factorised structure from ``last.pt`` alone.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -22,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from asr.audio import SAMPLE_RATE
-from asr.checkpoint import read_checkpoint, save_checkpoint
+from asr.checkpoint import is_factorised, load_checkpoint, read_checkpoint, save_model
 from asr.data import duration_batches, load_batch, prepare_feature_batches
 from asr.evaluate import evaluate_batches
 from asr.features import LogMelFrontend, SpecAugmentConfig, normalise_utterances, spec_augment
@@ -149,6 +155,38 @@ def _epoch_batches(
     return [[pool[j] for j in b] for b in batches]
 
 
+def _start_from(model: ASRModel, init_from: ASRModel) -> ASRModel:
+    """``model`` with ``init_from``'s weights; a factorised ``init_from`` is copied whole."""
+    if not is_factorised(init_from):
+        model.load_state_dict(init_from.state_dict())
+        return model
+    if init_from.config != model.config:
+        raise ValueError(
+            f"init_from was built with another model config than model_config; pass "
+            f"model_config=init_from.config.\n init_from: {init_from.config}\n given: {model.config}"
+        )
+    return copy.deepcopy(init_from)
+
+
+def _resume_factorised(
+    path: Path, model_config: ASRConfig, model: ASRModel
+) -> tuple[ASRModel, dict[str, Any]]:
+    """The factorised model saved in ``last.pt`` and the file's raw entries (optimiser...)."""
+    from shrinkml_env.compression import factorised_structure
+
+    resumed, _, meta = load_checkpoint(path)
+    if meta["asr_config"] != model_config.to_dict():
+        raise ValueError(
+            f"{path} was trained with a different model config; use a new run directory or the "
+            f"same config.\n saved: {meta['asr_config']}\n given: {model_config.to_dict()}"
+        )
+    saved, given = factorised_structure(resumed), factorised_structure(model)
+    if given and saved != given:
+        raise ValueError(f"{path} holds a factorised model with other ranks than the one given; "
+                         "use a new run directory or start from the same model")
+    return resumed, torch.load(path, map_location="cpu", weights_only=True)
+
+
 def train(
     model_config: ASRConfig,
     config: TrainConfig,
@@ -173,7 +211,8 @@ def train(
         tokenizer: defaults to :class:`CharTokenizer`.
         progress: called after each update with ``(update, max_updates, stats)``.
         meta: facts written into every checkpoint (command line, corpus key...).
-        init_from: start from these weights instead of a fresh initialisation.
+        init_from: start from these weights instead of a fresh initialisation; a factorised
+            model (same ``model_config``) is trained as it is, factors and fixed ranks.
         stop_at_update: return (after saving ``last.pt``) once this many updates are done,
             leaving the run resumable; the schedule still follows ``config.max_updates``.
 
@@ -199,18 +238,24 @@ def train(
     torch.manual_seed(config.seed)
     model = ASRModel(model_config)
     if init_from is not None:
-        model.load_state_dict(init_from.state_dict())
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+        model = _start_from(model, init_from)
     update, epoch, position, best_wer = 0, 0, 0, math.inf
-    if last_path.exists():
-        payload = read_checkpoint(last_path)
+    payload = read_checkpoint(last_path, accept_factorised=True) if last_path.exists() else None
+    if payload is None and last_path.exists():
+        model, payload = _resume_factorised(last_path, model_config, model)
+    elif payload is not None:
         if payload["config"] != model_config.to_dict():
             raise ValueError(
                 f"{last_path} was trained with a different model config; use a new run "
                 f"directory or the same config.\n saved: {payload['config']}\n given: "
                 f"{model_config.to_dict()}"
             )
+        if is_factorised(model):
+            raise ValueError(f"{last_path} holds a dense model, but the model to train is factorised; "
+                             "use a new run directory")
         model.load_state_dict(payload["state_dict"])
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    if payload is not None:
         optimiser.load_state_dict(payload["optimiser"])
         state = payload["train_state"]
         update, epoch, position = state["update"], state["epoch"], state["position"]
@@ -229,9 +274,9 @@ def train(
     def save(kind: str, dev_wer: float) -> None:
         info = {**base_meta, "updates": update, "dev_wer": dev_wer, "best_dev_wer": best_wer}
         if kind == "best":
-            save_checkpoint(best_path, model, tokenizer, info)
+            save_model(best_path, model, tokenizer, info)
             return
-        save_checkpoint(
+        save_model(
             last_path,
             model,
             tokenizer,
