@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import os
 import platform
@@ -56,7 +57,7 @@ class BenchConfig:
     frames: int = 300  # ~3 s of 10 ms frames after no stacking
     repeats: int = 7  # timed interleaved rounds; medians reported
     warmup: int = 2  # untimed rounds (TorchScript profiles its first calls)
-    threads: int = os.cpu_count() or 1
+    threads: tuple[int, ...] = (os.cpu_count() or 1,)  # one set of rows per thread count
     packed: bool = True  # also time the dense module on a PackedSequence
     loop_dense: bool = True  # also time our loop with dense matrices (loop overhead vs oneDNN)
     seed: int = 0
@@ -66,9 +67,11 @@ class BenchConfig:
             raise ValueError("hidden_sizes, batches and fractions must be non-empty")
         if any(not 0 < f <= 1 for f in self.fractions):
             raise ValueError(f"fractions must lie in (0, 1], got {self.fractions}")
-        for name in ("frames", "repeats", "threads"):
+        for name in ("frames", "repeats"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.threads or min(self.threads) < 1:
+            raise ValueError(f"threads must be non-empty and >= 1, got {self.threads}")
 
 
 def _metadata(config: BenchConfig) -> dict:
@@ -132,19 +135,19 @@ def _write_atomically(path: Path, rows: list[dict]) -> None:
 
 
 def run(config: BenchConfig, output: Path = RESULTS) -> list[dict]:
-    torch.set_num_threads(config.threads)
     meta = _metadata(config)
     rows = []
-    for hidden in config.hidden_sizes:
-        for batch in config.batches:
-            row = measure(config, hidden, batch)
-            row.update(meta)
-            rows.append(row)
-            ratios = "  ".join(f"{k}: {v:7.1f} ms ({row['speedup'][k]:.2f}x)"
-                               for k, v in row["factorised_ms"].items())
-            packed = f"  packed dense {row['dense_packed_ms']:7.1f}" if config.packed else ""
-            print(f"H={hidden:5d} B={batch:3d}  dense {row['dense_ms']:7.1f} ms  {ratios}{packed}"
-                  f"  load {row['load_avg_1m']}", flush=True)
+    for hidden, batch, threads in itertools.product(config.hidden_sizes, config.batches,
+                                                    config.threads):
+        torch.set_num_threads(threads)
+        row = measure(config, hidden, batch)
+        row.update(meta)
+        rows.append(row)
+        ratios = "  ".join(f"{k}: {v:7.1f} ms ({row['speedup'][k]:.2f}x)"
+                           for k, v in row["factorised_ms"].items())
+        packed = f"  packed dense {row['dense_packed_ms']:7.1f}" if config.packed else ""
+        print(f"H={hidden:5d} B={batch:3d} threads={threads}  dense {row['dense_ms']:7.1f} ms  "
+              f"{ratios}{packed}  load {row['load_avg_1m']}", flush=True)
     _write_atomically(output, rows)
     return rows
 
@@ -152,15 +155,17 @@ def run(config: BenchConfig, output: Path = RESULTS) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=BenchConfig.repeats)
-    parser.add_argument("--threads", type=int, default=BenchConfig.threads)
+    parser.add_argument("--threads", type=int, nargs="+", default=list(BenchConfig.threads),
+                        help="thread counts to measure (default: all cores)")
     parser.add_argument("--no-packed", action="store_true", help="skip the PackedSequence timing")
     parser.add_argument("--quick", action="store_true", help="hidden 256/512, batch 1, 3 repeats")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    config = BenchConfig(repeats=args.repeats, threads=args.threads, packed=not args.no_packed)
+    threads = tuple(args.threads)
+    config = BenchConfig(repeats=args.repeats, threads=threads, packed=not args.no_packed)
     if args.quick:
         config = BenchConfig(hidden_sizes=(256, 512), batches=(1,), repeats=3,
-                             threads=args.threads, packed=not args.no_packed)
+                             threads=threads, packed=not args.no_packed)
     print(json.dumps(asdict(config)), file=sys.stderr)
     run(config, args.output)
     return 0
