@@ -21,39 +21,19 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from agents.budget import EvaluationRecord
 from agents.config import SearchConfig
+from shrinkml_env.atomic import atomic_write_bytes, atomic_write_text
 from shrinkml_env.target import CompressionTarget
 
 __all__ = ["FORMAT", "RunDir", "append_jsonl", "atomic_write_bytes", "atomic_write_text", "read_jsonl"]
 
 FORMAT = "shrinkml-search/1"
 logger = logging.getLogger(__name__)
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, fsync it, rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def append_jsonl(path: str | os.PathLike[str], obj: dict[str, Any]) -> None:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import functools
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import soundfile
 import torch
+
+from shrinkml_env.atomic import atomic_file
 
 __all__ = ["SAMPLE_RATE", "load_audio", "resample", "save_audio"]
 
@@ -151,13 +152,5 @@ def save_audio(
         raise ValueError(
             f"save_audio takes a non-empty mono waveform of shape (T,); got shape {samples.shape}"
         )
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            soundfile.write(
-                f, np.clip(samples, -1.0, 1.0), sample_rate, subtype="PCM_16", format=file_format
-            )
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, fsync=False) as f:
+        soundfile.write(f, np.clip(samples, -1.0, 1.0), sample_rate, subtype="PCM_16", format=file_format)

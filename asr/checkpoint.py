@@ -12,7 +12,6 @@ runs on load)::
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import torch
 
 from asr.model import ASRConfig, ASRModel
 from asr.text import CharTokenizer
+from shrinkml_env.atomic import atomic_file
 
 __all__ = ["CheckpointError", "FORMAT", "FORMAT_VERSION", "load_checkpoint", "read_checkpoint", "save_checkpoint",
            "atomic_torch_save", "save_factorised_asr", "save_model", "is_factorised"]
@@ -34,19 +34,9 @@ class CheckpointError(ValueError):
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``torch.save`` written atomically (see :mod:`shrinkml_env.atomic`)."""
+    with atomic_file(path) as f:
+        torch.save(obj, f)
 
 
 def save_checkpoint(

@@ -55,7 +55,7 @@ def split_manifest(split: str, progress: Callable[[int, int], None] | None = Non
 def search_subset_ids(path: Path = SEARCH_SUBSET) -> list[str]:
     if not path.is_file():
         raise FileNotFoundError(
-            f"no search subset at {path}; choose one with `python benchmarks/bench_subset.py`"
+            f"no search subset at {path}; choose one with `python -m benchmarks.bench_subset --write-subset`"
         )
     data = json.loads(path.read_text(encoding="utf-8"))
     return list(data["ids"])

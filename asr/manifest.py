@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 import soundfile
 
 from asr.text import normalise_text
+from shrinkml_env.atomic import atomic_file
 
 __all__ = ["Manifest", "SkippedLine", "Utterance", "read_manifest", "write_manifest"]
 
@@ -213,15 +213,9 @@ def write_manifest(path: str | os.PathLike[str], utterances: Iterable[Utterance]
     """
     path = Path(os.path.abspath(path))
     folder = path.parent
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
     count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for utterance in utterances:
-                f.write(json.dumps(utterance.to_record(folder), ensure_ascii=False) + "\n")
-                count += 1
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "w", encoding="utf-8") as f:
+        for utterance in utterances:
+            f.write(json.dumps(utterance.to_record(folder), ensure_ascii=False) + "\n")
+            count += 1
     return count

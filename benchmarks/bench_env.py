@@ -4,7 +4,7 @@ Writes ``benchmarks/results/env.json``. Uses the shipped default target when thi
 installation has one (the real model and search subset); the toy target otherwise, and the
 untrained ``default`` preset for the SVD precompute (same shapes as the shipped model).
 
-Run: ``python benchmarks/bench_env.py [--repeats N]``.
+Run: ``python -m benchmarks.bench_env [--repeats N]``.
 """
 
 from __future__ import annotations

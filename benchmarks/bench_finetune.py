@@ -18,9 +18,9 @@ only; its numbers mean nothing) and writes into ``--out`` instead.
 
 Usage::
 
-    python benchmarks/bench_finetune.py --threads 2 [--agent ppo --budget 0.5 --target-size 0.2
+    python -m benchmarks.bench_finetune --threads 2 [--agent ppo --budget 0.5 --target-size 0.2
         --evaluations 100 --finetune-updates 1000 --test-utterances 500]
-    python benchmarks/bench_finetune.py --quick --threads 1
+    python -m benchmarks.bench_finetune --quick --threads 1
 """
 
 from __future__ import annotations

@@ -14,20 +14,16 @@ Writes ``benchmarks/results/lowrank.json`` (atomically): a list of rows
 ``{"hidden", "batch", "threads", "dense_ms", "factorised_ms": {"0.25", "0.5"}, ...}``;
 each row also carries ``speedup`` per fraction and the run's metadata.
 
-Usage: ``python benchmarks/bench_lowrank.py [--repeats 7] [--quick]``
+Usage: ``python -m benchmarks.bench_lowrank [--repeats 7] [--quick]``
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import itertools
 import json
 import os
-import platform
-import subprocess
 import sys
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,6 +31,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from benchmarks.common import run_metadata
+from shrinkml_env.atomic import atomic_write_text
 from shrinkml_env.compression import (
     FactorisedLSTM,
     SVDBank,
@@ -75,17 +73,7 @@ class BenchConfig:
 
 
 def _metadata(config: BenchConfig) -> dict:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, check=True, cwd=RESULTS.parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = None
-    return {
-        "frames": config.frames, "repeats": config.repeats, "torch": torch.__version__,
-        "machine": f"{platform.machine()} {platform.processor() or platform.node()}",
-        "cpu_count": os.cpu_count(), "commit": commit,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
+    return run_metadata(frames=config.frames, repeats=config.repeats, seed=config.seed)
 
 
 def measure(config: BenchConfig, hidden: int, batch: int) -> dict:
@@ -125,13 +113,7 @@ def measure(config: BenchConfig, hidden: int, batch: int) -> dict:
 
 
 def _write_atomically(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(rows, f, indent=2)
-        f.write("\n")
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(rows, indent=2) + "\n")
 
 
 def run(config: BenchConfig, output: Path = RESULTS) -> list[dict]:

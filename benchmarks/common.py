@@ -6,12 +6,13 @@ import json
 import os
 import platform
 import subprocess
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from shrinkml_env.atomic import atomic_write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -47,13 +48,8 @@ def run_metadata(**extra: Any) -> dict[str, Any]:
     }
 
 
-def write_result(name: str, payload: Any) -> Path:
-    """Write ``benchmarks/results/<name>`` atomically (temp file + rename)."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / name
-    fd, tmp = tempfile.mkstemp(dir=RESULTS, prefix=f".{name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(payload, f, indent=2, sort_keys=False)
-        f.write("\n")
-    os.replace(tmp, path)
+def write_result(name: str, payload: Any, folder: Path = RESULTS) -> Path:
+    """Write ``<folder>/<name>`` (default ``benchmarks/results``) as JSON, atomically."""
+    path = Path(folder) / name
+    atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
     return path

@@ -16,14 +16,13 @@ from __future__ import annotations
 import copy
 import inspect
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
+from shrinkml_env.atomic import atomic_file
 from shrinkml_env.compression.factorised import (
     FactorisedLinear,
     FactorisedLSTMCell,
@@ -126,17 +125,8 @@ def save_factorised(path: str | os.PathLike, model: nn.Module, meta: Mapping[str
         "state_dict": model.state_dict(),
         "meta": dict(meta or {}),
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a checkpoint is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as f:
+        torch.save(payload, f)
 
 
 def load_factorised(
