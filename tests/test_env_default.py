@@ -31,7 +31,10 @@ def test_default_env_passes_both_checkers(env):
     sb3_check_env(env, warn=True)
 
 
-def test_default_env_has_six_lstm_steps_and_scores_wer(env):
+def test_default_env_has_six_lstm_steps_and_scores_wer():
+    import gymnasium as gym
+
+    env = gym.make("ShrinkML-v0", budget=1.0).unwrapped
     assert env.steps >= 6
     env.reset(seed=0)
     for _ in range(env.steps):
