@@ -10,11 +10,21 @@ QUICK = [
     ["benchmarks.bench_lowrank", "--quick"],
     ["benchmarks.bench_env", "--repeats", "100"],
     ["benchmarks.bench_subset", "--pool", "500", "--select-configs", "12", "--eval-configs", "30"],
+    ["benchmarks.bench_search", "--quick"],
+    ["benchmarks.bench_rewards", "--quick"],
+    ["benchmarks.bench_search_space", "--quick"],
+    ["benchmarks.bench_inference", "--quick"],  # after bench_search: exports its best_known
+    ["benchmarks.bench_scaling", "--quick"],
 ]
 FULL = [
     ["benchmarks.bench_lowrank"],
     ["benchmarks.bench_env"],
     ["benchmarks.bench_subset"],
+    ["benchmarks.bench_search"],
+    ["benchmarks.bench_rewards"],
+    ["benchmarks.bench_search_space"],
+    ["benchmarks.bench_inference"],
+    ["benchmarks.bench_scaling"],
 ]
 
 

@@ -1,0 +1,142 @@
+"""Search space (the paper's second study): rank menus of different size and spacing.
+
+Each rank-menu preset (``shrinkml_env.search_space.MENUS``: linear menus of 4, 8 and 16
+steps up to half rank, a geometric menu finer at small ranks, and the naive ``full_range8``
+that spans the whole rank range) is searched at one budget by the same agents with equal
+evaluations and several seeds. Per menu it also reports static facts of the space on the
+target: actions per step, configurations in total, and the share of menu choices that
+reach a matrix's break-even rank (where factorising cannot save anything, so the choice
+silently keeps the matrix dense — most of the naive menu).
+
+Writes ``search_space.json``, ``search_space.md`` and ``search_space.png`` to
+``benchmarks/results`` (or ``--output-dir``).
+
+Run::
+
+    python -m benchmarks.bench_search_space               # full: 100 evaluations, 3 seeds
+    python -m benchmarks.bench_search_space --quick       # make bench
+    python -m benchmarks.bench_search_space --target toy --quick --output-dir /tmp/b
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import numpy as np
+
+from agents.config import AGENTS, SearchConfig
+from benchmarks.common import run_metadata
+from benchmarks.search_study import (
+    Arm,
+    add_study_arguments,
+    build_kit,
+    fmt,
+    output_path,
+    parse_names,
+    plot_curves,
+    quick_note,
+    run_study,
+    set_threads,
+    settings_from_args,
+    spread_text,
+    write_output,
+    write_text,
+)
+from shrinkml_env.plan import CompressionPlan
+from shrinkml_env.search_space import MENUS
+from shrinkml_env.target import CompressionTarget
+
+QUICK = {"evaluations": 8, "seeds": (0,), "test_utterances": 100, "search_utterances": 50}
+
+
+def menu_facts(target: CompressionTarget, menu_name: str, granularity: str = "layer") -> dict[str, Any]:
+    """Static properties of one menu on ``target``."""
+    menu = MENUS[menu_name]
+    plan = CompressionPlan(target, menu, granularity)
+    full = np.array([m.full_rank for m in plan.matrices])[:, None]
+    choices = plan.rank_table[:, : menu.dense_action]  # "keep dense" itself excluded
+    kept_dense = choices >= full
+    smallest = float(plan.unit_params[:, 0].sum() / plan.dense_total)
+    return {
+        "fractions": list(menu.fractions),
+        "actions_per_step": menu.size,
+        "steps": plan.n_units,
+        "configurations": float(menu.size) ** plan.n_units,
+        "share_of_choices_at_or_above_break_even": float(kept_dense.mean()),
+        "distinct_ranks_per_matrix": float(np.mean([len(set(row)) for row in plan.rank_table])),
+        "smallest_size_ratio": smallest,
+    }
+
+
+def summary_markdown(payload: dict[str, Any]) -> str:
+    s = payload["settings"]
+    lines = ["# Search space (`search_space.json`)", ""]
+    if payload.get("note"):
+        lines += [f"Measured on: {payload['note']}.", ""]
+    lines += [f"Budget {s['budget']}, agents {s['agents']}, {s['evaluations']} evaluations, seeds {s['seeds']}; "
+              f"dense test WER {fmt(payload['baseline_test_wer'])}. Cells: median [min, max] over seeds.", "",
+              "| menu | actions | useless choices (≥ break-even) | uniform test WER | agent | best test WER "
+              "| size ratio | found at |",
+              "|---|---|---|---|---|---|---|---|"]
+    for menu, block in payload["menus"].items():
+        facts = block["facts"]
+        for agent, arm in block["arms"].items():
+            m = arm["summary"]
+            lines.append(f"| {menu} | {facts['actions_per_step']} | {facts['share_of_choices_at_or_above_break_even']:.0%} "
+                         f"| {fmt(block['uniform']['test_wer'])} | {agent} | {spread_text(m['test_wer'])} | "
+                         f"{spread_text(m['size_ratio'], 3)} | {spread_text(m['found_at'], 0)} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_study_arguments(parser, evaluations=100, seeds="0,1,2")
+    parser.add_argument("--budget", type=float, default=0.3)
+    parser.add_argument("--agents", default="ppo,random")
+    parser.add_argument("--menus", default=",".join(MENUS), help="default: every preset")
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    settings = settings_from_args(parser, args, QUICK)
+    agents, menus = parse_names(args.agents), parse_names(args.menus)
+    for name, given, known in (("agents", agents, AGENTS), ("menus", menus, tuple(MENUS))):
+        if set(given) - set(known):
+            parser.error(f"unknown {name} {sorted(set(given) - set(known))}; accepted: {', '.join(known)}")
+    kit = build_kit(settings)
+    arms = [Arm(f"{menu}/{agent}", SearchConfig(agent=agent, budget=args.budget, rank_menu=menu,
+                                                evaluations=settings.evaluations, target=settings.target,
+                                                test_utterances=settings.test_utterances),
+                extras={"menu": menu, "agent": agent})
+            for menu in menus for agent in agents]
+    results = run_study("search-space", arms, settings, kit, log=lambda line: print(line, flush=True))
+    baseline = next(run["baseline_test_wer"] for arm in results.values() for run in arm["runs"])
+    blocks: dict[str, Any] = {}
+    for menu in menus:
+        mine = {label.split("/", 1)[1]: arm for label, arm in results.items() if arm["menu"] == menu}
+        uniform = next(iter(mine.values()))["runs"][0]["uniform"]
+        blocks[menu] = {"facts": menu_facts(kit.target, menu), "uniform": uniform, "arms": mine}
+    plot_curves(output_path("search_space.png", args.output_dir), results,
+                title=f"rank menus at budget {args.budget} (median, min-max over seeds)",
+                references=[("dense model", baseline)])
+    payload = {
+        "meta": run_metadata(quick=args.quick),
+        "note": quick_note(settings),
+        "settings": {**settings.to_dict(), "budget": args.budget, "agents": list(agents), "menus": list(menus)},
+        "test_description": kit.test_description,
+        "baseline_test_wer": baseline,
+        "plot": "search_space.png",
+        "menus": blocks,
+        "test_decodes": kit.test_error.decodes,
+        "test_seconds": kit.test_error.seconds,
+    }
+    path = write_output("search_space.json", payload, args.output_dir)
+    text = summary_markdown(payload)
+    write_text("search_space.md", text, args.output_dir)
+    print(text)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,522 @@
+"""Shared machinery of the three search studies: search quality, rewards, search space.
+
+A *study* runs several *arms* (an agent with a reward, constraint, menu and budget), each
+with several seeds, all at the same number of unique search-subset evaluations. For every
+run it reads the order of evaluations from the run directory (``evaluations.jsonl``),
+follows the running best configuration within the size budget (lowest search WER; ties:
+smaller, then earlier, as :func:`agents.budget.best_within_budget`), and quotes the *test*
+WER of that configuration after each evaluation. Test WER is computed only when the
+running best changes, and memoised by the weights of the scored model across every run of
+one invocation (so the dense baseline, uniform points and configurations two runs both
+found are decoded once).
+
+Per arm, the seeds are summarised by median, min, max and quartiles, both at each
+evaluation count (curves) and at the end (what each run found, and at which evaluation).
+
+Nothing here parses arguments except :func:`add_study_arguments` /
+:func:`settings_from_args`, which the scripts share so that their options read alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from agents.budget import EvaluationRecord
+from agents.config import SearchConfig
+from agents.run_dir import FORMAT, RunDir, atomic_write_bytes, atomic_write_text
+from agents.search import run_search
+from agents.targets import SearchTarget, make_search_target, toy_search_target
+from benchmarks.common import RESULTS, write_result
+from shrinkml_env.compression import SVDBank, all_matrices, describe_layers, export_factorised
+
+__all__ = [
+    "Arm",
+    "MemoisedTestError",
+    "StudySettings",
+    "add_study_arguments",
+    "build_kit",
+    "plot_curves",
+    "run_study",
+    "running_best",
+    "settings_from_args",
+    "spread",
+    "write_output",
+]
+
+_SIZE_TOLERANCE = 1e-9
+
+
+# -- settings -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StudySettings:
+    """What every search of one study shares.
+
+    Attributes:
+        target: ``"toy"`` (machinery check, seconds), ``"default"`` (the shipped recogniser)
+            or an ASR checkpoint path.
+        evaluations: unique search-subset evaluations per run; the same for every arm.
+        seeds: one run per arm and seed; spread is reported over them.
+        test_utterances: test utterances decoded for each test WER (None: the whole split).
+        search_utterances: use only the first N utterances of the shipped search subset
+            (None: all of it); quick runs trade search noise for speed and say so.
+        runs_dir: keep run directories here, and resume them on a rerun; None: a temporary
+            folder, deleted at the end.
+    """
+
+    target: str = "default"
+    evaluations: int = 100
+    seeds: tuple[int, ...] = (0, 1, 2)
+    test_utterances: int | None = 300
+    search_utterances: int | None = None
+    runs_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.evaluations < 1:
+            raise ValueError(f"evaluations must be >= 1; got {self.evaluations}")
+        seeds = tuple(int(s) for s in self.seeds)
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be a non-empty list of distinct integers; got {self.seeds!r}")
+        object.__setattr__(self, "seeds", seeds)
+        for name in ("test_utterances", "search_utterances"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 or None; got {value}")
+        if self.target == "toy" and self.search_utterances is not None:
+            raise ValueError("search_utterances applies to ASR targets; the toy target has none")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["seeds"] = list(self.seeds)
+        return data
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One line of a study: a label and the search it runs (its seed is set per run)."""
+
+    label: str
+    config: SearchConfig
+    seeds: tuple[int, ...] | None = None  # None: the study's seeds
+    extras: dict[str, Any] = field(default_factory=dict)  # written next to the arm's summary
+
+
+def add_study_arguments(parser: argparse.ArgumentParser, *, evaluations: int, seeds: str) -> None:
+    """The options every search study takes (the caller adds its own)."""
+    parser.add_argument("--target", default="default", help="'toy', 'default' (shipped model) or an ASR checkpoint")
+    parser.add_argument("--evaluations", type=int, default=evaluations, help="unique evaluations per run")
+    parser.add_argument("--seeds", default=seeds, help="comma-separated seeds (default: %(default)s)")
+    parser.add_argument("--test-utterances", type=int, default=300, help="test utterances per test WER")
+    parser.add_argument("--search-utterances", type=int, help="only the first N utterances of the search subset")
+    parser.add_argument("--runs-dir", help="keep (and resume) run directories here; default: a temporary folder")
+    parser.add_argument("--output-dir", type=Path, help=f"where results go (default: {RESULTS})")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--quick", action="store_true", help="the short version that `make bench` runs")
+
+
+def settings_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                       quick: dict[str, Any]) -> StudySettings:
+    """Settings from the parsed options; ``--quick`` fills in ``quick`` where not given.
+
+    ``quick`` keys are StudySettings fields; an option the user typed always wins, so quick
+    values only replace the parser's defaults.
+    """
+    values = {
+        "target": args.target,
+        "evaluations": args.evaluations,
+        "seeds": parse_ints(args.seeds),
+        "test_utterances": args.test_utterances,
+        "search_utterances": None if args.target == "toy" else args.search_utterances,
+        "runs_dir": args.runs_dir,
+    }
+    if args.quick:
+        for name, value in quick.items():
+            if name == "search_utterances" and args.target == "toy":
+                continue
+            if getattr(args, name) == parser.get_default(name):
+                values[name] = value
+    return StudySettings(**values)
+
+
+def parse_ints(text: str | Sequence[int]) -> tuple[int, ...]:
+    if not isinstance(text, str):
+        return tuple(int(x) for x in text)
+    return tuple(int(x) for x in text.split(",") if x.strip())
+
+
+def parse_floats(text: str) -> tuple[float, ...]:
+    return tuple(float(x) for x in text.split(",") if x.strip())
+
+
+def parse_names(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+# -- the target and its memoised test scorer -------------------------------------------------
+class MemoisedTestError:
+    """``test_error(model)``, memoised by the model's structure and weights.
+
+    Each call hashes the state dict (tens of milliseconds for the shipped model) and decodes
+    the test set only for weights it has not scored yet. Counts what it decoded.
+    """
+
+    def __init__(self, test_error: Callable[[nn.Module], float]) -> None:
+        self._test_error = test_error
+        self._known: dict[str, float] = {}
+        self.decodes = 0
+        self.seconds = 0.0
+
+    def __call__(self, model: nn.Module) -> float:
+        key = _weights_key(model)
+        if key not in self._known:
+            started = time.perf_counter()
+            self._known[key] = float(self._test_error(model))
+            self.seconds += time.perf_counter() - started
+            self.decodes += 1
+        return self._known[key]
+
+
+def _weights_key(model: nn.Module) -> str:
+    digest = hashlib.sha256(type(model).__name__.encode())
+    for name, tensor in model.state_dict().items():
+        digest.update(f"{name}{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def build_kit(settings: StudySettings) -> SearchTarget:
+    """The search target with a memoised test scorer (and, if asked, a shorter search subset)."""
+    if settings.target == "toy":
+        kit = toy_search_target()
+    else:
+        kit = make_search_target(settings.target, test_utterances=settings.test_utterances)
+        if settings.search_utterances is not None:
+            from asr.default import default_checkpoint, load_split
+            from asr.target import asr_target
+
+            path = default_checkpoint() if settings.target == "default" else Path(settings.target)
+            subset = load_split("search")[: settings.search_utterances]
+            kit = replace(kit, target=asr_target(path, subset, name=f"{kit.target.name}-search{len(subset)}"))
+    return replace(kit, test_error=MemoisedTestError(kit.test_error))
+
+
+class _RankScorer:
+    """Test WER of a rank vector: export it truly factorised, score it (memoised)."""
+
+    def __init__(self, kit: SearchTarget) -> None:
+        self.kit = kit
+        self.layers = describe_layers(kit.target.model, kit.target.layers)
+        self.matrices = all_matrices(self.layers)
+        self.bank = SVDBank.compute(kit.target.model, self.layers)
+
+    def __call__(self, ranks: Sequence[int]) -> float:
+        rank_map = {m.key: int(r) for m, r in zip(self.matrices, ranks)}
+        return self.kit.test_error(export_factorised(self.kit.target.model, self.layers, rank_map, self.bank))
+
+
+# -- one run ----------------------------------------------------------------------------------
+def running_best(records: Sequence[EvaluationRecord], budget: float) -> list[EvaluationRecord | None]:
+    """After each evaluation, the best record so far within ``budget`` (None: none fits yet)."""
+    best: EvaluationRecord | None = None
+    out: list[EvaluationRecord | None] = []
+    for record in records:
+        if record.size_ratio <= budget + _SIZE_TOLERANCE and (
+            best is None or (record.search_wer, record.size_ratio) < (best.search_wer, best.size_ratio)
+        ):
+            best = record
+        out.append(best)
+    return out
+
+
+def _run_name(arm: Arm, seed: int) -> str:
+    text = json.dumps(replace(arm.config, seed=seed).to_dict(), sort_keys=True)
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in arm.label)
+    return f"{safe}-seed{seed}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+def _seed_uniform_curve(run: RunDir, config: SearchConfig, kit: SearchTarget, curve: list[dict] | None) -> None:
+    """Give a new run directory the uniform curve another run of this menu measured.
+
+    ``run_search`` measures the uniform curve (every menu fraction, all layers alike) for
+    every new run directory, outside the evaluation budget; on the shipped model that is
+    ``menu size`` decodes per run. The curve depends only on target, menu and granularity,
+    so a study measures it once and writes it, with the run's config, before the search.
+    """
+    if curve is None or run.config_file.exists():
+        return
+    target = kit.target
+    identity = {"name": target.name, "fingerprint": target.fingerprint, "data_fingerprint": target.data_fingerprint}
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.write_json(run.config_file, {"format": FORMAT, "config": config.to_dict(), "target": identity})
+    run.write_json(run.curve_file, curve)
+
+
+def _run_one(arm: Arm, seed: int, kit: SearchTarget, scorer: _RankScorer, root: Path,
+             curves: dict[tuple[str, str], list[dict]], reward_best: bool) -> dict[str, Any]:
+    config = replace(arm.config, seed=seed)
+    run = RunDir(root / _run_name(arm, seed))
+    curve_key = (config.rank_menu, config.granularity)
+    _seed_uniform_curve(run, config, kit, curves.get(curve_key))
+    stamps: list[float] = []
+    started = time.perf_counter()
+    result = run_search(config, run.path, kit,
+                        progress=lambda p: stamps.append(time.perf_counter() - started) if p.evaluations else None)
+    seconds = time.perf_counter() - started
+    curves.setdefault(curve_key, run.uniform_curve())
+    records = run.evaluations()
+    bests = running_best(records, config.budget)
+    test_wer: list[float | None] = []
+    for best in bests:
+        test_wer.append(None if best is None else scorer(best.ranks))
+    final = bests[-1] if bests else None
+    row: dict[str, Any] = {
+        "seed": seed,
+        "evaluations": len(records),
+        "episodes": result.episodes,
+        "cache_hits": result.cache_hits,
+        "stop_reason": result.stop_reason,
+        "resumed": result.new_evaluations < result.evaluations,
+        "seconds": seconds,
+        "search_seconds_per_evaluation": (stamps[-1] / len(stamps)) if stamps else None,
+        "within_budget_share": (sum(r.size_ratio <= config.budget + _SIZE_TOLERANCE for r in records) / len(records)
+                                if records else None),
+        "curve": {
+            "test_wer": test_wer,
+            "search_wer": [None if b is None else b.search_wer for b in bests],
+            "size_ratio": [None if b is None else b.size_ratio for b in bests],
+        },
+        "best": None if final is None else {
+            "ranks": list(final.ranks), "size_ratio": final.size_ratio, "search_wer": final.search_wer,
+            "test_wer": test_wer[-1], "found_at": final.index + 1,
+        },
+        "uniform": {k: result.uniform.to_dict()[k] for k in ("label", "size_ratio", "search_wer", "test_wer")},
+        "baseline_test_wer": result.baseline_test_wer,
+        "baseline_search_wer": result.baseline_search_wer,
+    }
+    if reward_best and records:
+        top = max(records, key=lambda r: (r.reward, -r.index))
+        row["reward_best"] = {"ranks": list(top.ranks), "reward": top.reward, "size_ratio": top.size_ratio,
+                              "search_wer": top.search_wer, "test_wer": scorer(top.ranks), "found_at": top.index + 1}
+    return row
+
+
+@contextmanager
+def _runs_root(settings: StudySettings, study: str) -> Iterator[Path]:
+    if settings.runs_dir is not None:
+        root = Path(settings.runs_dir) / study
+        root.mkdir(parents=True, exist_ok=True)
+        yield root
+        return
+    root = Path(tempfile.mkdtemp(prefix=f"shrinkml-{study}-"))
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def run_study(
+    study: str,
+    arms: Sequence[Arm],
+    settings: StudySettings,
+    kit: SearchTarget,
+    *,
+    reward_best: bool = False,
+    log: Callable[[str], None] = lambda line: None,
+) -> dict[str, dict[str, Any]]:
+    """Run every arm with every seed; returns ``{label: {"config", "runs", "summary"}}``.
+
+    Args:
+        study: names the runs folder.
+        arms: what to run (labels must be unique).
+        settings: shared settings (seeds, where runs go).
+        kit: from :func:`build_kit` (its memoised test scorer is shared by all runs).
+        reward_best: also score the configuration with the highest reward of each run (the
+            agent's own objective, which need not be the best within the budget).
+        log: receives one line per finished run.
+    """
+    labels = [a.label for a in arms]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"arm labels must be unique; got {labels}")
+    scorer = _RankScorer(kit)
+    curves: dict[tuple[str, str], list[dict]] = {}
+    out: dict[str, dict[str, Any]] = {}
+    with _runs_root(settings, study) as root:
+        for arm in arms:
+            runs = []
+            for seed in arm.seeds or settings.seeds:
+                row = _run_one(arm, seed, kit, scorer, root, curves, reward_best)
+                best = row["best"]
+                log(f"{study} {arm.label} seed {seed}: {row['evaluations']} evaluations, {row['seconds']:.1f} s, "
+                    + ("nothing within budget" if best is None else
+                       f"best size {best['size_ratio']:.3f} search {best['search_wer']:.4f} test {best['test_wer']:.4f}"))
+                runs.append(row)
+            out[arm.label] = {"config": {**arm.config.to_dict(), "seed": None}, **arm.extras,
+                              "summary": summarise(runs, arm.config.evaluations), "runs": runs}
+    return out
+
+
+# -- summaries ----------------------------------------------------------------------------------
+def spread(values: Sequence[float | None]) -> dict[str, float | int | None]:
+    """Median, min, max and quartiles of the values that are not None (``n`` of them)."""
+    present = sorted(float(v) for v in values if v is not None)
+    if not present:
+        return {"n": 0, "median": None, "min": None, "max": None, "q1": None, "q3": None}
+    if len(present) == 1:
+        q1 = q3 = present[0]
+    else:
+        q1, _, q3 = statistics.quantiles(present, n=4, method="inclusive")
+    return {"n": len(present), "median": statistics.median(present), "min": present[0], "max": present[-1],
+            "q1": q1, "q3": q3}
+
+
+def _padded(series: Sequence[float | None], length: int) -> list[float | None]:
+    """A run that stopped early keeps its last best for the remaining evaluation counts."""
+    series = list(series)[:length]
+    last = series[-1] if series else None
+    return series + [last] * (length - len(series))
+
+
+def summarise(runs: Sequence[dict[str, Any]], evaluations: int) -> dict[str, Any]:
+    """Per-arm spread over seeds: curves (per evaluation count) and final numbers.
+
+    A curve point is given once every seed has a configuration within the budget (before
+    that it is None), so a median never mixes seeds that found something with seeds that
+    did not.
+    """
+    length = max([evaluations] + [len(r["curve"]["test_wer"]) for r in runs])
+    curve: dict[str, list] = {"evaluations": list(range(1, length + 1))}
+    for stat in ("median", "min", "max", "q1", "q3"):
+        curve[stat] = []
+    columns = [_padded(r["curve"]["test_wer"], length) for r in runs]
+    for k in range(length):
+        values = [c[k] for c in columns]
+        point = spread(values) if all(v is not None for v in values) else spread([])
+        for stat in ("median", "min", "max", "q1", "q3"):
+            curve[stat].append(point[stat])
+    bests = [r["best"] for r in runs]
+    found = [b for b in bests if b is not None]
+    summary = {
+        "runs": len(runs),
+        "runs_within_budget": len(found),
+        "test_wer": spread([b["test_wer"] for b in found]),
+        "search_wer": spread([b["search_wer"] for b in found]),
+        "size_ratio": spread([b["size_ratio"] for b in found]),
+        "found_at": spread([b["found_at"] for b in found]),
+        "evaluations": spread([r["evaluations"] for r in runs]),
+        "seconds": spread([r["seconds"] for r in runs]),
+        "within_budget_share": spread([r["within_budget_share"] for r in runs]),
+        "test_wer_curve": curve,
+    }
+    if all("reward_best" in r for r in runs) and runs:
+        summary["reward_best"] = {k: spread([r["reward_best"][k] for r in runs])
+                                  for k in ("reward", "size_ratio", "search_wer", "test_wer", "found_at")}
+    return summary
+
+
+def best_seen(arms: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """Lowest search WER (ties: smaller) over every run of every arm, with its test WER."""
+    found = [(run["best"], label) for label, arm in arms.items() for run in arm["runs"] if run["best"]]
+    if not found:
+        return None
+    best, label = min(found, key=lambda item: (item[0]["search_wer"], item[0]["size_ratio"]))
+    return {**best, "arm": label}
+
+
+# -- output -------------------------------------------------------------------------------------
+def output_path(name: str, output_dir: Path | None) -> Path:
+    return (output_dir if output_dir is not None else RESULTS) / name
+
+
+def write_output(name: str, payload: Any, output_dir: Path | None) -> Path:
+    """``benchmarks/results/<name>`` through :func:`write_result`, or ``output_dir/<name>``."""
+    if output_dir is None:
+        return write_result(name, payload)
+    path = Path(output_dir) / name
+    atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
+    return path
+
+
+def write_text(name: str, text: str, output_dir: Path | None) -> Path:
+    path = output_path(name, output_dir)
+    atomic_write_text(path, text)
+    return path
+
+
+def plot_curves(
+    path: Path,
+    arms: dict[str, dict[str, Any]],
+    *,
+    title: str,
+    references: Sequence[tuple[str, float]] = (),
+) -> None:
+    """Test WER of the running best vs unique evaluations: median line, min–max band per arm."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(9.5, 4.8), dpi=120)
+    FigureCanvasAgg(figure)
+    ax = figure.subplots()
+    colors = [f"C{i}" for i in range(10)]
+    for i, (label, arm) in enumerate(arms.items()):
+        curve = arm["summary"]["test_wer_curve"]
+        points = [(x, m, lo, hi) for x, m, lo, hi in zip(curve["evaluations"], curve["median"], curve["min"], curve["max"])
+                  if m is not None]
+        if not points:
+            continue
+        xs, med, low, high = (list(col) for col in zip(*points))
+        color = colors[i % len(colors)]
+        style = "-" if i < len(colors) else "--"
+        ax.plot(xs, med, style, color=color, label=f"{label} (n={arm['summary']['runs']})", linewidth=1.5)
+        ax.fill_between(xs, low, high, color=color, alpha=0.12, linewidth=0)
+    for j, (label, value) in enumerate(references):
+        ax.axhline(value, color="black", linestyle=[":", "--", "-."][j % 3], linewidth=1, label=label)
+    ax.set_xlabel("unique search-subset evaluations")
+    ax.set_ylabel("test WER of the best configuration within budget")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def fmt(value: float | None, digits: int = 4) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def spread_text(stats: dict[str, Any], digits: int = 4) -> str:
+    """``median [min, max]`` for a markdown table."""
+    if not stats or stats.get("median") is None:
+        return "–"
+    return f"{fmt(stats['median'], digits)} [{fmt(stats['min'], digits)}, {fmt(stats['max'], digits)}]"
+
+
+def quick_note(settings: StudySettings) -> str:
+    notes = []
+    if settings.target == "toy":
+        notes.append("**toy target** (machinery check: the numbers say nothing about speech)")
+    if settings.search_utterances is not None:
+        notes.append(f"search subset cut to its first {settings.search_utterances} utterances")
+    return "; ".join(notes)
+
+
+def set_threads(threads: int) -> None:
+    if threads < 1:
+        raise ValueError(f"--threads must be >= 1; got {threads}")
+    torch.set_num_threads(threads)

@@ -1,0 +1,102 @@
+"""The benchmark scripts' toy modes: each writes its JSON, summary and plots into a tmp folder."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from agents.budget import EvaluationRecord
+from benchmarks import (
+    bench_inference,
+    bench_rewards,
+    bench_scaling,
+    bench_search,
+    bench_search_space,
+)
+from benchmarks.search_study import StudySettings, running_best, spread
+
+
+def _record(index: int, wer: float, size: float) -> EvaluationRecord:
+    return EvaluationRecord(index=index, ranks=(index,), actions=(0,), search_wer=wer, size_ratio=size, params=1,
+                            reward=0.0, episode=index)
+
+
+def test_running_best_follows_the_best_within_budget() -> None:
+    records = [_record(0, 0.2, 0.5), _record(1, 0.5, 0.3), _record(2, 0.4, 0.2), _record(3, 0.4, 0.25)]
+    bests = running_best(records, 0.3)
+    assert [None if b is None else b.index for b in bests] == [None, 1, 2, 2]
+
+
+def test_spread_ignores_missing_values() -> None:
+    assert spread([3.0, None, 1.0, 2.0]) == {"n": 3, "median": 2.0, "min": 1.0, "max": 3.0, "q1": 1.5, "q3": 2.5}
+    assert spread([None])["median"] is None
+
+
+def test_study_settings_reject_bad_values() -> None:
+    with pytest.raises(ValueError, match="seeds must be"):
+        StudySettings(seeds=(1, 1))
+    with pytest.raises(ValueError, match="search_utterances applies"):
+        StudySettings(target="toy", search_utterances=10)
+
+
+def test_bench_search_toy(tmp_path) -> None:
+    assert bench_search.main(["--target", "toy", "--agents", "uniform,random", "--budgets", "0.4",
+                              "--evaluations", "3", "--seeds", "0,1", "--reference-factor", "2",
+                              "--output-dir", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "search.json").read_text())
+    block = data["budgets"]["0.4"]
+    assert set(block["arms"]) == {"uniform", "random", "reference"}
+    random_arm = block["arms"]["random"]
+    assert random_arm["summary"]["runs"] == 2
+    assert len(random_arm["summary"]["test_wer_curve"]["median"]) == 3
+    assert block["reference"]["found_at"] <= 6
+    assert data["best_known"]["0.4"]["ranks"]
+    assert {"date", "commit", "threads", "machine"} <= set(data["meta"])
+    assert (tmp_path / "search_budget0.4.png").stat().st_size > 0
+    assert "Budget 0.4" in (tmp_path / "search.md").read_text()
+
+
+def test_bench_rewards_toy(tmp_path) -> None:
+    assert bench_rewards.main(["--target", "toy", "--evaluations", "2", "--seeds", "0", "--rewards", "wer_size,amc",
+                               "--constraints", "clamp,punish", "--output-dir", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "rewards.json").read_text())
+    assert set(data["arms"]) == {"wer_size/clamp", "amc/clamp", "wer_size/punish", "amc/punish"}
+    assert "reward_best" in data["arms"]["amc/punish"]["summary"]
+
+
+def test_bench_search_space_toy(tmp_path) -> None:
+    assert bench_search_space.main(["--target", "toy", "--evaluations", "2", "--seeds", "0", "--agents", "random",
+                                    "--menus", "linear8,full_range8", "--output-dir", str(tmp_path)]) == 0
+    menus = json.loads((tmp_path / "search_space.json").read_text())["menus"]
+    assert menus["linear8"]["facts"]["share_of_choices_at_or_above_break_even"] == 0.0
+    assert menus["full_range8"]["facts"]["share_of_choices_at_or_above_break_even"] > 0.0
+
+
+def test_bench_inference_toy(tmp_path) -> None:
+    assert bench_inference.main(["--target", "toy", "--utterances", "2", "--batches", "1,2", "--repeats", "1",
+                                 "--budgets", "0.3", "--large-preset", "", "--output-dir", str(tmp_path)]) == 0
+    variants = json.loads((tmp_path / "inference.json").read_text())["models"][0]["variants"]
+    assert set(variants) == {"original", "uniform@0.3"}
+    compressed = variants["uniform@0.3"]
+    assert compressed["parameter_ratio"] < 1.0 and compressed["checkpoint_bytes"] < variants["original"]["checkpoint_bytes"]
+    assert compressed["batch1"]["theoretical_lstm_speedup"] > 1.0
+
+
+def test_transfer_fractions_maps_deeper_layers_to_the_deepest_source() -> None:
+    from asr.model import build_model
+
+    torch.manual_seed(0)
+    small, big = build_model("tiny"), build_model("tiny", encoder_layers=3, encoder_hidden_size=64)
+    source = bench_inference._matrices(small)
+    ranks = {m.key: max(1, m.full_rank // 4) for m in source}
+    moved = bench_inference.transfer_fractions(source, ranks, bench_inference._matrices(big))
+    assert moved["encoder.2.weight_hh_l0"] == 16  # encoder.1's quarter rank, at hidden 64
+
+
+def test_bench_scaling_toy(tmp_path) -> None:
+    assert bench_scaling.main(["--target", "toy", "--no-isolate", "--subset-sizes", "16,32", "--presets", "tiny",
+                               "--model-utterances", "2", "--repeats", "1", "--output-dir", str(tmp_path)]) == 0
+    points = json.loads((tmp_path / "scaling.json").read_text())["points"]
+    assert [(p["kind"], p["size"]) for p in points] == [("subset", 16), ("subset", 32), ("model", 2)]
