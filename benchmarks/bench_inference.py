@@ -48,14 +48,8 @@ from asr.decoding import greedy_decode
 from asr.model import ASRModel, build_model
 from asr.text import CharTokenizer
 from benchmarks.common import run_metadata
-from benchmarks.search_study import (
-    output_path,
-    parse_floats,
-    parse_ints,
-    set_threads,
-    write_output,
-    write_text,
-)
+from benchmarks.search_study import parse_floats, parse_ints
+from benchmarks.study_output import output_path, set_threads, write_output, write_text
 from shrinkml_env.compression import (
     MatrixSpec,
     all_matrices,

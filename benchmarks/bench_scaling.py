@@ -42,7 +42,8 @@ from typing import Any
 import torch
 
 from benchmarks.common import run_metadata
-from benchmarks.search_study import parse_ints, parse_names, set_threads, write_output, write_text
+from benchmarks.search_study import parse_ints, parse_names
+from benchmarks.study_output import set_threads, write_output, write_text
 
 QUICK = {"subset_sizes": "25,50,100", "model_utterances": 16, "repeats": 2}
 MODEL_SECONDS = 4.0

@@ -15,7 +15,8 @@ from benchmarks import (
     bench_search,
     bench_search_space,
 )
-from benchmarks.search_study import StudySettings, running_best, spread
+from benchmarks.search_study import StudySettings, running_best
+from benchmarks.study_output import spread
 
 
 def _record(index: int, wer: float, size: float) -> EvaluationRecord:
