@@ -122,8 +122,7 @@ def run(config: BenchConfig, output: Path = RESULTS) -> list[dict]:
     for hidden, batch, threads in itertools.product(config.hidden_sizes, config.batches,
                                                     config.threads):
         torch.set_num_threads(threads)
-        row = measure(config, hidden, batch)
-        row.update(meta)
+        row = {**meta, **measure(config, hidden, batch)}  # the row's own "threads" wins
         rows.append(row)
         ratios = "  ".join(f"{k}: {v:7.1f} ms ({row['speedup'][k]:.2f}x)"
                            for k, v in row["factorised_ms"].items())
