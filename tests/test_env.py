@@ -230,3 +230,16 @@ def test_vector_envs():
             _, rewards, terminated, _, _ = vec.step(actions)
         assert terminated.all()
         vec.close()
+
+
+def test_module_prefixed_id_from_a_bare_interpreter():
+    import subprocess
+    import sys
+
+    code = (
+        "import gymnasium as gym; "
+        "env = gym.make('shrinkml_env:ShrinkML-v0', target='toy'); "
+        "print(env.reset(seed=0)[0].shape)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "(16,)" in out.stdout
