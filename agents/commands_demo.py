@@ -5,8 +5,8 @@ and ends with one table: the dense model's test WER, the searched configuration'
 test WER, and uniform compression (the same rank fraction everywhere, the paper's manual
 baseline) at the same budget. The evaluation budget is sized for 2 CPU cores: one
 search-subset evaluation of the shipped (undertrained, partly looping) model takes about
-3.1 s (``benchmarks/results/subset.json``), so 120 evaluations plus the uniform curve and
-three test decodes fit in about 8 minutes.
+3.1 s (``benchmarks/results/subset.json``); with 117 evaluations the whole demo measured
+10.4 minutes at one thread, so the default is 100 evaluations (about 9 minutes).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 __all__ = ["DEMO_EVALUATIONS", "register"]
 
-DEMO_EVALUATIONS = 120
+DEMO_EVALUATIONS = 100
 
 
 def register(sub: argparse._SubParsersAction) -> None:
