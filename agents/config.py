@@ -12,9 +12,11 @@ import json
 import math
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from shrinkml_env.config_fields import check_known_fields
 
 __all__ = [
     "AGENTS",
@@ -131,10 +133,7 @@ class SearchConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SearchConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown search config fields {unknown}; known: {sorted(names)}")
+        check_known_fields(cls, data, "search config")
         values = dict(data)
         if isinstance(values.get("sb3"), Mapping):
             values["sb3"] = tuple(values["sb3"].items())

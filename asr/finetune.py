@@ -27,7 +27,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from asr.manifest import Utterance
 from asr.model import ASRModel
 from asr.text import CharTokenizer
 from asr.train import TrainConfig, train
+from shrinkml_env.config_fields import check_known_fields
 
 __all__ = [
     "FORMAT",
@@ -124,10 +125,7 @@ class FinetuneConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FinetuneConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown FinetuneConfig fields {unknown}; known: {sorted(known)}")
+        check_known_fields(cls, data, "FinetuneConfig")
         return cls(**data)
 
 

@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from shrinkml_env.config_fields import check_known_fields
+
 __all__ = ["ASRConfig", "ASRModel", "Attention", "build_model", "PRESETS"]
 
 _ATTENTION_KINDS = ("location", "additive")
@@ -73,10 +75,7 @@ class ASRConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ASRConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown ASRConfig fields {unknown}; known: {sorted(known)}")
+        check_known_fields(cls, data, "ASRConfig")
         return cls(**data)
 
 

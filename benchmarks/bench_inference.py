@@ -47,7 +47,7 @@ from asr.checkpoint import load_checkpoint, save_checkpoint, save_factorised_asr
 from asr.decoding import greedy_decode
 from asr.model import ASRModel, build_model
 from asr.text import CharTokenizer
-from benchmarks.common import run_metadata
+from benchmarks.common import apply_quick_defaults, run_metadata
 from benchmarks.search_study import parse_floats, parse_ints
 from benchmarks.study_output import output_path, set_threads, write_output, write_text
 from shrinkml_env.compression import (
@@ -288,9 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
     if args.quick:
-        for name, value in QUICK.items():
-            if getattr(args, name) == parser.get_default(name):
-                setattr(args, name, value)
+        apply_quick_defaults(parser, args, QUICK)
     set_threads(args.threads)
     budgets, batch_sizes = parse_floats(args.budgets), parse_ints(args.batches)
     log = lambda line: print(line, flush=True)  # noqa: E731

@@ -41,7 +41,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import run_metadata
+from benchmarks.common import apply_quick_defaults, run_metadata
 from benchmarks.search_study import parse_ints, parse_names
 from benchmarks.study_output import set_threads, write_output, write_text
 
@@ -162,9 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
     if args.quick:
-        for name, value in QUICK.items():
-            if getattr(args, name) == parser.get_default(name):
-                setattr(args, name, value)
+        apply_quick_defaults(parser, args, QUICK)
     set_threads(args.threads)
     sizes = [s for s in parse_ints(args.subset_sizes) if s > 0]
     presets = parse_names(args.presets)

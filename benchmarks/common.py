@@ -16,7 +16,7 @@ from shrinkml_env.atomic import atomic_write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
-__all__ = ["RESULTS", "run_metadata", "write_result"]
+__all__ = ["RESULTS", "apply_quick_defaults", "run_metadata", "write_result"]
 
 
 def _commit() -> str:
@@ -53,3 +53,10 @@ def write_result(name: str, payload: Any, folder: Path = RESULTS) -> Path:
     path = Path(folder) / name
     atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
     return path
+
+
+def apply_quick_defaults(parser: Any, args: Any, quick: dict[str, Any]) -> None:
+    """For ``--quick``: replace each option the user left at its default with its quick value."""
+    for name, value in quick.items():
+        if getattr(args, name) == parser.get_default(name):
+            setattr(args, name, value)
