@@ -137,6 +137,14 @@ class Attention(nn.Module):
             )
             self.location = nn.Linear(config.attention_channels, config.attention_size, bias=False)
 
+    def project_keys(self, encoded: torch.Tensor) -> torch.Tensor:
+        """Keys for every decoding step, computed once: ``(B, T', 2H) -> (B, A, T')``.
+
+        Attention-size-major, the layout the location convolution produces, so that keys,
+        location features and query add without transposes.
+        """
+        return self.key(encoded).transpose(1, 2).contiguous()
+
     def forward(
         self,
         keys: torch.Tensor,
@@ -148,7 +156,7 @@ class Attention(nn.Module):
         """One attention step.
 
         Args:
-            keys: ``(B, T', A)`` projected encoder outputs (``self.key(values)``, computed once).
+            keys: ``(B, A, T')`` from :meth:`project_keys`.
             values: ``(B, T', 2H)`` encoder outputs.
             mask: ``(B, T')`` True at valid frames.
             query: ``(B, H_dec)`` decoder state.
@@ -157,11 +165,16 @@ class Attention(nn.Module):
         Returns:
             ``(context (B, 2H), weights (B, T'))``.
         """
-        scores = keys + self.query(query).unsqueeze(1)
+        # Every (B, A, T') intermediate is updated in place where autograd allows: a fresh
+        # tensor of that size per decoding step costs more in allocation than in arithmetic.
+        query = self.query(query).unsqueeze(2)  # (B, A, 1)
         if self.location_aware:
-            loc = self.location_conv(previous.unsqueeze(1)).transpose(1, 2)  # (B, T', C)
-            scores = scores + self.location(loc)
-        energies = self.energy(torch.tanh(scores)).squeeze(2)
+            location = self.location_conv(previous.unsqueeze(1))  # (B, C, T')
+            projection = self.location.weight.expand(location.shape[0], -1, -1)  # (B, A, C)
+            scores = torch.bmm(projection, location).add_(keys).add_(query)
+        else:
+            scores = keys + query
+        energies = torch.matmul(self.energy.weight, scores.tanh_()).squeeze(1)  # (B, T')
         energies = energies.masked_fill(~mask, float("-inf"))
         weights = torch.softmax(energies, dim=1)
         context = torch.bmm(weights.unsqueeze(1), values).squeeze(1)
@@ -257,7 +270,7 @@ class ASRModel(nn.Module):
             "cells": [(zeros, zeros) for _ in self.decoder],
             "context": encoded.new_zeros(batch, self.config.encoder_output_size),
             "weights": previous,
-            "keys": self.attention.key(encoded),
+            "keys": self.attention.project_keys(encoded),
             "values": encoded,
             "mask": mask,
         }
@@ -272,21 +285,32 @@ class ASRModel(nn.Module):
         Returns:
             ``(logits (B, V), new_state)``.
         """
-        x = torch.cat([self.embedding(tokens), state["context"]], dim=1)
+        state = self._advance(self.embedding(tokens), state)
+        return self._emit(state["cells"][-1][0], state["context"]), state
+
+    def _advance(self, embedded: torch.Tensor, state: dict[str, Any]) -> dict[str, Any]:
+        """The recurrent part of a step: decoder cells, then attention on the top cell."""
+        x = torch.cat([embedded, state["context"]], dim=1)
         cells = []
         for i, cell in enumerate(self.decoder):
             h, c = cell(x, state["cells"][i])
             cells.append((h, c))
             x = self.dropout(h) if i + 1 < len(self.decoder) else h
         context, weights = self.attention(state["keys"], state["values"], state["mask"], x, state["weights"])
-        hidden = torch.tanh(self.output_hidden(torch.cat([x, context], dim=1)))
-        logits = self.output(self.dropout(hidden))
-        return logits, {**state, "cells": cells, "context": context, "weights": weights}
+        return {**state, "cells": cells, "context": context, "weights": weights}
+
+    def _emit(self, top: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """Output logits from the top decoder state and the attention context (any leading shape)."""
+        hidden = torch.tanh(self.output_hidden(torch.cat([top, context], dim=-1)))
+        return self.output(self.dropout(hidden))
 
     def forward(
         self, features: torch.Tensor, frames: torch.Tensor, targets: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Teacher-forced pass.
+
+        Only the recurrence runs step by step; the embeddings and the output layers run once
+        over all steps as batched matrix products.
 
         Args:
             features: ``(B, T, F)`` normalised features.
@@ -299,11 +323,17 @@ class ASRModel(nn.Module):
         """
         encoded, lengths = self.encode(features, frames)
         state = self.initial_state(encoded, lengths)
-        steps = []
-        for u in range(targets.shape[1] - 1):
-            logits, state = self.decoder_step(targets[:, u], state)
-            steps.append(logits)
-        return torch.stack(steps, dim=1), encoded, lengths
+        embedded = self.embedding(targets[:, :-1])
+        tops, contexts = [], []
+        for u in range(embedded.shape[1]):
+            state = self._advance(embedded[:, u], state)
+            tops.append(state["cells"][-1][0])
+            contexts.append(state["context"])
+        if not tops:
+            empty = encoded.new_zeros(encoded.shape[0], 0, self.config.vocab_size)
+            return empty, encoded, lengths
+        logits = self._emit(torch.stack(tops, dim=1), torch.stack(contexts, dim=1))
+        return logits, encoded, lengths
 
     def max_decode_steps(self, lengths: torch.Tensor) -> torch.Tensor:
         """Length cap for decoding: attention decoders can loop, so output is bounded."""

@@ -43,6 +43,42 @@ def test_attention_ignores_padded_frames():
         assert abs(float(state["weights"][b].sum()) - 1.0) < 1e-5
 
 
+def test_teacher_forcing_matches_step_by_step_decoding():
+    # forward() batches the embeddings and output layers over all steps; decoder_step()
+    # runs them one step at a time. Both must give the same logits.
+    model = tiny_model().eval()
+    feats, frames, targets, _, _ = toy_batch(3, torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        logits, encoded, lengths = model(feats, frames, targets)
+        state = model.initial_state(encoded, lengths)
+        steps = []
+        for u in range(targets.shape[1] - 1):
+            step_logits, state = model.decoder_step(targets[:, u], state)
+            steps.append(step_logits)
+    torch.testing.assert_close(logits, torch.stack(steps, dim=1), atol=1e-5, rtol=1e-5)
+
+
+def test_location_attention_matches_its_definition():
+    # Energies e_t = v . tanh(K h_t + W q + U (F * a_prev)_t), written out directly.
+    model = tiny_model().eval()
+    att = model.attention
+    gen = torch.Generator().manual_seed(4)
+    batch, time, enc = 2, 9, model.config.encoder_output_size
+    values = torch.randn(batch, time, enc, generator=gen)
+    query = torch.randn(batch, model.config.decoder_hidden_size, generator=gen)
+    previous = torch.softmax(torch.randn(batch, time, generator=gen), dim=1)
+    mask = torch.ones(batch, time, dtype=torch.bool)
+    mask[1, 6:] = False
+    with torch.no_grad():
+        context, weights = att(att.project_keys(values), values, mask, query, previous)
+        location = att.location(att.location_conv(previous.unsqueeze(1)).transpose(1, 2))
+        scores = att.key(values) + att.query(query).unsqueeze(1) + location
+        energies = att.energy(torch.tanh(scores)).squeeze(2).masked_fill(~mask, float("-inf"))
+        expected = torch.softmax(energies, dim=1)
+    torch.testing.assert_close(weights, expected, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(context, torch.bmm(expected.unsqueeze(1), values).squeeze(1))
+
+
 def test_config_errors():
     with pytest.raises(ValueError, match="attention='dot'"):
         ASRConfig(attention="dot")
