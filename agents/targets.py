@@ -20,7 +20,7 @@ from torch import nn
 
 from shrinkml_env.target import CompressionTarget, ToyModel, toy_error, toy_target
 
-__all__ = ["SearchTarget", "asr_search_target", "make_search_target", "toy_search_target"]
+__all__ = ["SearchTarget", "asr_search_target", "asr_test_scorer", "make_search_target", "toy_search_target"]
 
 
 @dataclass
@@ -92,19 +92,28 @@ def asr_search_target(
     def save(out: Path, model: nn.Module, meta: dict[str, Any]) -> None:
         save_factorised_asr(out, model, tokenizer, meta)
 
-    scorer = _ASRTestError(tokenizer, test_utterances)
+    scorer = asr_test_scorer(tokenizer, test_utterances)
     limit = "all" if test_utterances is None else f"first {test_utterances}"
     return SearchTarget(target, scorer, save, f"default corpus test split ({limit} utterances)")
 
 
+def asr_test_scorer(tokenizer: Any, test_utterances: int | None = None) -> _ASRTestError:
+    """Greedy decoding of the default corpus' test split (its first ``test_utterances``)."""
+    return _ASRTestError(tokenizer, test_utterances)
+
+
 class _ASRTestError:
-    """Greedy WER on the test split; features are prepared once, on the first call."""
+    """Greedy WER on the test split; features are prepared once, on the first call.
+
+    :meth:`evaluate` returns the whole :class:`~asr.evaluate.Evaluation` (transcripts, and so
+    per-utterance errors for paired comparisons); calling the object returns its WER.
+    """
 
     def __init__(self, tokenizer: Any, limit: int | None) -> None:
         self.tokenizer, self.limit = tokenizer, limit
         self._batches: list | None = None
 
-    def __call__(self, model: nn.Module) -> float:
+    def evaluate(self, model: nn.Module) -> Any:
         from asr.data import prepare_feature_batches
         from asr.default import load_split
         from asr.evaluate import evaluate_batches
@@ -115,4 +124,7 @@ class _ASRTestError:
             if self.limit is not None:
                 utterances = utterances[: self.limit]
             self._batches = list(prepare_feature_batches(utterances, LogMelFrontend(), self.tokenizer))
-        return evaluate_batches(model, self.tokenizer, self._batches).wer
+        return evaluate_batches(model, self.tokenizer, self._batches)
+
+    def __call__(self, model: nn.Module) -> float:
+        return self.evaluate(model).wer

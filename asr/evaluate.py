@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from asr.data import FeatureBatch
 from asr.decoding import BeamConfig, beam_search, greedy_decode
-from asr.metrics import ErrorRates, error_rates
+from asr.metrics import ErrorRates, error_rates, word_errors
 from asr.model import ASRModel
 from asr.text import CharTokenizer
 
@@ -32,6 +32,12 @@ class Evaluation:
     @property
     def cer(self) -> float:
         return self.rates.cer
+
+    def utterance_errors(self) -> tuple[list[int], list[int]]:
+        """``(word errors, reference words)`` per utterance, in order: what a paired
+        comparison of two models on the same utterances needs."""
+        pairs = [word_errors(r, h) for r, h in zip(self.references, self.hypotheses, strict=True)]
+        return [e for e, _ in pairs], [w for _, w in pairs]
 
 
 def decode_batches(

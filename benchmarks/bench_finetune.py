@@ -26,7 +26,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from dataclasses import asdict, dataclass, replace
@@ -48,10 +47,9 @@ from asr.finetune import FinetuneConfig, finetune  # noqa: E402
 from benchmarks.common import RESULTS, run_metadata, write_result  # noqa: E402
 from shrinkml_env.compression import (  # noqa: E402
     all_matrices,
-    compressible_parameter_count,
     describe_layers,
     export_factorised,
-    rank_for_fraction,
+    uniform_ranks_at_size,
 )
 
 
@@ -69,22 +67,6 @@ class BenchConfig:
     max_rounds: int = 8
     test_utterances: int | None = None
     seed: int = 0
-
-
-def uniform_ranks(model: torch.nn.Module, size: float) -> tuple[dict[str, int], float]:
-    """Ranks at the largest common rank fraction whose size ratio is at most ``size``."""
-    matrices = all_matrices(describe_layers(model, model.compressible_layers()))
-    dense = compressible_parameter_count(matrices)
-
-    def at(fraction: float) -> tuple[dict[str, int], float]:
-        ranks = {m.key: rank_for_fraction(m, fraction) for m in matrices}
-        return ranks, compressible_parameter_count(matrices, ranks) / dense
-
-    low, high = 0.0, 1.0
-    for _ in range(40):
-        middle = (low + high) / 2
-        low, high = (middle, high) if at(middle)[1] <= size else (low, middle)
-    return at(max(low, 1e-6))
 
 
 def run(config: BenchConfig, out: Path, data: ASRData) -> dict[str, Any]:
@@ -111,8 +93,9 @@ def run(config: BenchConfig, out: Path, data: ASRData) -> dict[str, Any]:
     if one_shot.best is None:
         raise RuntimeError(f"the one-shot search found nothing within size {size}; raise --evaluations")
     rl_model = load_checkpoint(RunDir(out / "rl" / "search").model_file)[0]
-    ranks, _ = uniform_ranks(dense, size)
-    uniform_model = export_factorised(dense, describe_layers(dense, dense.compressible_layers()), ranks)
+    layers = describe_layers(dense, dense.compressible_layers())
+    ranks, _ = uniform_ranks_at_size(all_matrices(layers), size)
+    uniform_model = export_factorised(dense, layers, ranks)
 
     arms = {"iterative": {"compression": final["compression"], "test_wer": final["test_wer"],
                           "size_ratio": size, "finetune_updates": updates, "rounds": rounds,
@@ -191,8 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         path = write_result("finetune.json", payload)
     else:
         result_path.parent.mkdir(parents=True, exist_ok=True)
-        result_path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-        path = result_path
+        path = write_result(result_path.name, payload, result_path.parent)
     for name in ("uniform_finetuned", "rl_finetuned", "iterative"):
         arm = payload[name]
         print(f"{name:18s} {arm['compression']:6.2f}x  test WER {arm['test_wer']:.4f}")

@@ -6,6 +6,11 @@ running best within the budget (by search WER) is scored on the test set; the cu
 median and min–max over seeds, one plot per budget. A long regularised-evolution run
 (``--reference-factor`` times the evaluations) serves as the best-known reference.
 
+For the agents named by ``--compare`` (default: PPO), each seed's final configuration is set
+against uniform compression at equal or larger size (the smallest common rank fraction whose
+size is at least the configuration's), on the test set (``--compare-test-utterances``, all by
+default): the WER difference with a paired bootstrap interval over test utterances.
+
 Writes ``search.json``, ``search.md`` and ``search_budget<B>.png`` to ``benchmarks/results``
 (or ``--output-dir``). ``best_known`` in the JSON (per budget: the lowest search WER seen in
 any run) is what ``bench_inference.py`` exports and times.
@@ -20,7 +25,9 @@ Run::
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -30,6 +37,7 @@ from benchmarks.search_study import (
     Arm,
     add_study_arguments,
     build_kit,
+    count_or_all,
     parse_floats,
     parse_names,
     run_study,
@@ -61,6 +69,76 @@ def arms_for(budget: float, agents: tuple[str, ...], settings, reference_factor:
     return arms
 
 
+class UniformComparison:
+    """A configuration's test WER against uniform compression at equal or larger size.
+
+    Models are exported truly factorised and scored by ``evaluate`` (which returns an object
+    with ``utterance_errors()``, as :class:`asr.evaluate.Evaluation`); per-utterance errors
+    are memoised by rank map, so a uniform opponent two seeds share is decoded once.
+    """
+
+    def __init__(self, model: Any, evaluate: Callable[[Any], Any], resamples: int = 2000) -> None:
+        from shrinkml_env.compression import SVDBank, all_matrices, describe_layers
+
+        self.model, self.evaluate, self.resamples = model, evaluate, resamples
+        self.layers = describe_layers(model, model.compressible_layers())
+        self.matrices = all_matrices(self.layers)
+        self.bank = SVDBank.compute(model, self.layers)
+        self._errors: dict[tuple, tuple[list[int], list[int]]] = {}
+
+    @classmethod
+    def on_test_set(cls, checkpoint: str, test_utterances: int | None) -> UniformComparison:
+        """For an ASR checkpoint (``"default"``: the shipped one), on the default test split."""
+        from agents.targets import asr_test_scorer
+        from asr.checkpoint import load_checkpoint
+        from asr.default import default_checkpoint
+
+        model, tokenizer, _ = load_checkpoint(default_checkpoint() if checkpoint == "default" else checkpoint)
+        return cls(model, asr_test_scorer(tokenizer, test_utterances).evaluate)
+
+    def _utterance_errors(self, ranks: dict[str, int]) -> tuple[list[int], list[int]]:
+        from shrinkml_env.compression import export_factorised
+
+        key = tuple(sorted(ranks.items()))
+        if key not in self._errors:
+            model = export_factorised(self.model, self.layers, ranks, self.bank)
+            self._errors[key] = self.evaluate(model).utterance_errors()
+        return self._errors[key]
+
+    def __call__(self, ranks: list[int]) -> dict[str, Any]:
+        from asr.metrics import paired_wer_difference
+        from shrinkml_env.compression import size_ratio, uniform_ranks_at_size
+
+        chosen = {m.key: int(r) for m, r in zip(self.matrices, ranks, strict=True)}
+        size = size_ratio(self.matrices, chosen)
+        uniform, uniform_size = uniform_ranks_at_size(self.matrices, size, at_least=True)
+        errors, words = self._utterance_errors(chosen)
+        uniform_errors, _ = self._utterance_errors(uniform)
+        diff = paired_wer_difference(errors, uniform_errors, words, resamples=self.resamples)
+        return {"size_ratio": size, "uniform_size_ratio": uniform_size, "test_wer": diff.wer_a,
+                "uniform_test_wer": diff.wer_b, "difference": diff.difference, "low": diff.low, "high": diff.high,
+                "confidence": diff.confidence, "utterances": diff.utterances}
+
+
+def compare_with_uniform(arms: dict[str, Any], agents: tuple[str, ...], compare: UniformComparison) -> dict[str, Any]:
+    """Per agent: each seed's final configuration against uniform at equal or larger size."""
+    out: dict[str, Any] = {}
+    for agent in agents:
+        if agent not in arms:
+            continue
+        rows = [{"seed": run["seed"], **compare(run["best"]["ranks"])} for run in arms[agent]["runs"] if run["best"]]
+        if not rows:
+            continue
+        out[agent] = {
+            "runs": rows,
+            "median_difference": statistics.median(r["difference"] for r in rows),
+            "seeds_better": sum(r["difference"] < 0 for r in rows),
+            "seeds_better_beyond_interval": sum(r["high"] < 0 for r in rows),
+            "seeds": len(rows),
+        }
+    return out
+
+
 def summary_markdown(payload: dict[str, Any]) -> str:
     settings = payload["settings"]
     lines = ["# Search quality (`search.json`)", ""]
@@ -85,6 +163,20 @@ def summary_markdown(payload: dict[str, Any]) -> str:
             lines += ["", "Lowest median test WER at equal evaluations: "
                       + ", ".join(f"{label} {fmt(value)}" for value, label in ranked[:3])
                       + f"; highest: {ranked[-1][1]} {fmt(ranked[-1][0])}."]
+        versus = block.get("versus_uniform") or {}
+        for agent, comparison in versus.items():
+            lines += ["", f"{agent} against uniform compression at equal or larger size (test set, "
+                      f"{comparison['runs'][0]['utterances']} utterances; interval: paired bootstrap, "
+                      f"{comparison['runs'][0]['confidence']:.0%}):", "",
+                      "| seed | size | uniform size | test WER | uniform test WER | difference [interval] |",
+                      "|---|---|---|---|---|---|"]
+            for r in comparison["runs"]:
+                lines.append(f"| {r['seed']} | {r['size_ratio']:.3f} | {r['uniform_size_ratio']:.3f} | "
+                             f"{fmt(r['test_wer'])} | {fmt(r['uniform_test_wer'])} | "
+                             f"{r['difference']:+.4f} [{r['low']:+.4f}, {r['high']:+.4f}] |")
+            lines.append(f"\nMedian difference {comparison['median_difference']:+.4f}; lower than uniform in "
+                         f"{comparison['seeds_better']} of {comparison['seeds']} seeds "
+                         f"({comparison['seeds_better_beyond_interval']} with the whole interval below zero).")
         lines.append("")
     return "\n".join(lines)
 
@@ -97,6 +189,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference-factor", type=int, default=5,
                         help="the reference evolution run gets this many times the evaluations (0: none)")
     parser.add_argument("--reference-seed", type=int, default=0)
+    parser.add_argument("--compare", default="ppo",
+                        help="agents whose results are set against uniform at equal size, with a bootstrap "
+                             "interval (comma-separated; '' for none; ASR targets only)")
+    parser.add_argument("--compare-test-utterances", type=count_or_all, default=None,
+                        help="test utterances for that comparison ('all', the default, or a count)")
     args = parser.parse_args(argv)
     set_threads(args.threads)
     settings = settings_from_args(parser, args, QUICK)
@@ -109,6 +206,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown agents {unknown}; accepted: {', '.join(AGENTS)}")
 
     kit = build_kit(settings)
+    compare_agents = tuple(a for a in parse_names(args.compare) if a in agents)
+    if args.quick and args.compare_test_utterances is None:
+        args.compare_test_utterances = settings.test_utterances
+    compare = (UniformComparison.on_test_set(settings.target, args.compare_test_utterances)
+               if compare_agents and settings.target != "toy" else None)
     payload: dict[str, Any] = {
         "meta": run_metadata(quick=args.quick),
         "note": quick_note(settings),
@@ -133,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         seen = best_seen(arms)
         payload["budgets"][str(budget)] = {"baseline_test_wer": baseline, "plot": plot_name, "arms": arms,
                                            "reference": ref_best, "best_seen": seen}
+        if compare is not None:
+            payload["budgets"][str(budget)]["versus_uniform"] = compare_with_uniform(arms, compare_agents, compare)
         payload["best_known"][str(budget)] = seen
     payload["test_decodes"] = kit.test_error.decodes
     payload["test_seconds"] = kit.test_error.seconds

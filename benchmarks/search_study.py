@@ -106,7 +106,8 @@ def add_study_arguments(parser: argparse.ArgumentParser, *, evaluations: int, se
     parser.add_argument("--target", default="default", help="'toy', 'default' (shipped model) or an ASR checkpoint")
     parser.add_argument("--evaluations", type=int, default=evaluations, help="unique evaluations per run")
     parser.add_argument("--seeds", default=seeds, help="comma-separated seeds (default: %(default)s)")
-    parser.add_argument("--test-utterances", type=int, default=300, help="test utterances per test WER")
+    parser.add_argument("--test-utterances", type=count_or_all, default=300,
+                        help="test utterances per test WER ('all': the whole split; default %(default)s)")
     parser.add_argument("--search-utterances", type=int, help="only the first N utterances of the search subset")
     parser.add_argument("--runs-dir", help="keep (and resume) run directories here; default: a temporary folder")
     parser.add_argument("--output-dir", type=Path, help=f"where results go (default: {RESULTS})")
@@ -136,6 +137,19 @@ def settings_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace
             if getattr(args, name) == parser.get_default(name):
                 values[name] = value
     return StudySettings(**values)
+
+
+def count_or_all(text: str) -> int | None:
+    """An argparse type: a positive count, or ``all`` (None)."""
+    if text.strip().lower() == "all":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all'; got {text!r}")
+    return value
 
 
 def parse_ints(text: str | Sequence[int]) -> tuple[int, ...]:

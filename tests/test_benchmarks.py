@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -17,6 +18,7 @@ from benchmarks import (
 )
 from benchmarks.search_study import StudySettings, running_best
 from benchmarks.study_output import spread
+from tests.conftest import tiny_model, toy_batch
 
 
 def _record(index: int, wer: float, size: float) -> EvaluationRecord:
@@ -57,6 +59,44 @@ def test_bench_search_toy(tmp_path) -> None:
     assert {"date", "commit", "threads", "machine"} <= set(data["meta"])
     assert (tmp_path / "search_budget0.4.png").stat().st_size > 0
     assert "Budget 0.4" in (tmp_path / "search.md").read_text()
+
+
+class _DistanceScore:
+    """A stand-in test set: 40 "utterances" whose errors grow with the distance of the model's
+    outputs from the dense model's, so that keeping more rank really scores better."""
+
+    def __init__(self, dense: torch.nn.Module) -> None:
+        self.batch = toy_batch(4, torch.Generator().manual_seed(9))
+        with torch.no_grad():
+            self.reference = dense.eval()(*self.batch[:2], self.batch[2])[0]
+        self.calls = 0
+
+    def __call__(self, model: torch.nn.Module) -> SimpleNamespace:
+        self.calls += 1
+        with torch.no_grad():
+            distance = float((model.eval()(*self.batch[:2], self.batch[2])[0] - self.reference).abs().mean())
+        errors = [int(distance * 50 * (1 + i % 3)) for i in range(40)]
+        return SimpleNamespace(utterance_errors=lambda: (errors, [10] * 40))
+
+
+def test_uniform_comparison_opposes_uniform_at_equal_or_larger_size() -> None:
+    dense = tiny_model()
+    scorer = _DistanceScore(dense)
+    compare = bench_search.UniformComparison(dense, scorer, resamples=200)
+    full = [m.full_rank for m in compare.matrices]
+    # Starve the first half of the matrices, keep the rest near full rank.
+    ranks = [1 if i < len(full) // 2 else max(1, f - 1) for i, f in enumerate(full)]
+    row = compare(ranks)
+    assert row["uniform_size_ratio"] >= row["size_ratio"]
+    assert row["low"] <= row["difference"] <= row["high"]
+    assert row["difference"] == pytest.approx(row["test_wer"] - row["uniform_test_wer"])
+    assert scorer.calls == 2
+    compare(ranks)  # memoised: nothing decoded again
+    assert scorer.calls == 2
+    arms = {"ppo": {"runs": [{"seed": 0, "best": {"ranks": ranks}}, {"seed": 1, "best": None}]}}
+    summary = bench_search.compare_with_uniform(arms, ("ppo", "random"), compare)
+    assert list(summary) == ["ppo"] and summary["ppo"]["seeds"] == 1
+    assert summary["ppo"]["median_difference"] == row["difference"]
 
 
 def test_bench_rewards_toy(tmp_path) -> None:

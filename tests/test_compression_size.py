@@ -4,6 +4,7 @@ import pytest
 from torch import nn
 
 from shrinkml_env.compression import (
+    all_matrices,
     break_even_rank,
     compressible_parameter_count,
     describe_layers,
@@ -11,6 +12,7 @@ from shrinkml_env.compression import (
     matrix_parameter_count,
     ranks_from_layer_fractions,
     size_ratio,
+    uniform_ranks_at_size,
     validate_ranks,
 )
 
@@ -74,3 +76,23 @@ def test_bad_rank_assignments_are_rejected():
     with pytest.raises(ValueError, match="got 2 rank fractions for 1 layers"):
         ranks_from_layer_fractions(layers, [0.5, 0.5])
     assert validate_ranks(layers, {}) == {"0.weight_ih_l0": 8, "0.weight_hh_l0": 4}
+
+
+def test_uniform_ranks_at_size_brackets_the_requested_size():
+    layers = describe_layers(nn.LSTM(48, 64, num_layers=2, bidirectional=True), [""])
+    matrices = all_matrices(layers)
+    for size in (0.1, 0.3, 0.55):
+        below, below_ratio = uniform_ranks_at_size(matrices, size)
+        above, above_ratio = uniform_ranks_at_size(matrices, size, at_least=True)
+        assert below_ratio <= size <= above_ratio
+        assert below_ratio == pytest.approx(size_ratio(matrices, below))
+        assert above_ratio == pytest.approx(size_ratio(matrices, above))
+        # One common fraction: every matrix keeps the same share of its full rank (up to
+        # rounding), and the two answers are adjacent steps, not far apart.
+        shares = [above[m.key] / m.full_rank for m in matrices]
+        assert max(shares) - min(shares) <= max(1 / m.full_rank for m in matrices)
+        assert all(0 <= above[k] - below[k] <= 1 for k in below)
+    with pytest.raises(ValueError, match=r"size ratio 1.5 outside \(0, 1\]"):
+        uniform_ranks_at_size(matrices, 1.5)
+    with pytest.raises(ValueError, match="no uniform rank fraction gives a size ratio <= 0.001"):
+        uniform_ranks_at_size(matrices, 0.001)

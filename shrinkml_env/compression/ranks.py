@@ -11,8 +11,9 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 
 from shrinkml_env.compression.layers import LayerSpec, MatrixSpec, all_matrices
+from shrinkml_env.compression.size import size_ratio
 
-__all__ = ["rank_for_fraction", "ranks_from_layer_fractions", "validate_ranks"]
+__all__ = ["rank_for_fraction", "ranks_from_layer_fractions", "uniform_ranks_at_size", "validate_ranks"]
 
 
 def rank_for_fraction(matrix: MatrixSpec, fraction: float) -> int:
@@ -27,6 +28,44 @@ def rank_for_fraction(matrix: MatrixSpec, fraction: float) -> int:
             "give the fraction of min(m, n) to keep"
         )
     return max(1, min(matrix.full_rank, math.floor(fraction * matrix.full_rank + 0.5)))
+
+
+def uniform_ranks_at_size(
+    matrices: Sequence[MatrixSpec], size: float, *, at_least: bool = False
+) -> tuple[dict[str, int], float]:
+    """Uniform compression (one rank fraction for every matrix) matched to a size ratio.
+
+    The paper's hand-picked comparison, at any fraction rather than only a menu's: with
+    ``at_least=False`` the largest common fraction whose size ratio is at most ``size``; with
+    ``at_least=True`` the smallest whose size ratio is at least ``size`` (the fair opponent
+    for a searched configuration of that size: never fewer parameters than it).
+
+    Returns:
+        ``(ranks, size_ratio)``.
+
+    Raises:
+        ValueError: If ``size`` is not in ``(0, 1]`` or no uniform fraction reaches it.
+    """
+    matrices = tuple(matrices)
+    if not 0.0 < size <= 1.0:
+        raise ValueError(f"size ratio {size} outside (0, 1]; give kept / dense compressible parameters")
+
+    def at(fraction: float) -> tuple[dict[str, int], float]:
+        ranks = {m.key: rank_for_fraction(m, fraction) for m in matrices}
+        return ranks, size_ratio(matrices, ranks)
+
+    # Size grows with the fraction in steps; bisect for the step's edge on the right side.
+    low, high = 0.0, 1.0
+    for _ in range(48):
+        middle = (low + high) / 2
+        fits = at(middle)[1] < size if at_least else at(middle)[1] <= size
+        low, high = (middle, high) if fits else (low, middle)
+    ranks, ratio = at(high) if at_least else at(max(low, 1e-9))
+    if (ratio < size) if at_least else (ratio > size):
+        smallest = at(1e-9)[1]
+        raise ValueError(f"no uniform rank fraction gives a size ratio {'>=' if at_least else '<='} {size}; "
+                         f"uniform sizes range from {smallest:.4f} to 1.0")
+    return ranks, ratio
 
 
 def ranks_from_layer_fractions(
