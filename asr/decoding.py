@@ -21,6 +21,9 @@ __all__ = ["BeamConfig", "beam_search", "ctc_greedy", "greedy_decode"]
 def greedy_decode(model: ASRModel, features: torch.Tensor, frames: torch.Tensor) -> list[list[int]]:
     """Batched greedy decoding.
 
+    Rows that have emitted ``<eos>`` (or reached their length cap) leave the batch, so the
+    remaining steps only pay for the rows still decoding.
+
     Args:
         features: ``(B, T, F)`` normalised features.
         frames: ``(B,)`` valid frames.
@@ -31,24 +34,27 @@ def greedy_decode(model: ASRModel, features: torch.Tensor, frames: torch.Tensor)
     tok = CharTokenizer
     encoded, lengths = model.encode(features, frames)
     state = model.initial_state(encoded, lengths)
-    caps = model.max_decode_steps(lengths)
+    caps = model.max_decode_steps(lengths).to(features.device)
     batch = features.shape[0]
     tokens = torch.full((batch,), tok.sos_id, dtype=torch.long, device=features.device)
-    finished = torch.zeros(batch, dtype=torch.bool, device=features.device)
-    outputs: list[torch.Tensor] = []
+    rows = torch.arange(batch, device=features.device)  # which input row each batch row is
+    steps: list[tuple[torch.Tensor, torch.Tensor]] = []
     for step in range(int(caps.max())):
         logits, state = model.decoder_step(tokens, state)
-        tokens = logits.argmax(dim=1)
-        finished |= step >= caps.to(tokens.device)
-        tokens = tokens.masked_fill(finished, tok.eos_id)
-        outputs.append(tokens)
-        finished |= tokens == tok.eos_id
-        if bool(finished.all()):
+        tokens = logits.argmax(dim=1).masked_fill(step >= caps[rows], tok.eos_id)
+        steps.append((rows, tokens))
+        going = tokens != tok.eos_id
+        if not bool(going.any()):
             break
-    if not outputs:
+        if not bool(going.all()):
+            keep = going.nonzero().squeeze(1)
+            state, rows, tokens = _select(state, keep), rows[keep], tokens[keep]
+    if not steps:
         return [[] for _ in range(batch)]
-    table = torch.stack(outputs, dim=1).tolist()
-    return [row[: row.index(tok.eos_id)] if tok.eos_id in row else row for row in table]
+    table = torch.full((batch, len(steps)), tok.eos_id, dtype=torch.long, device=features.device)
+    for step, (where, emitted) in enumerate(steps):
+        table[where, step] = emitted
+    return [row[: row.index(tok.eos_id)] if tok.eos_id in row else row for row in table.tolist()]
 
 
 @torch.inference_mode()
