@@ -22,10 +22,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import multiprocessing
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -62,6 +64,8 @@ class StudySettings:
             (None: all of it); quick runs trade search noise for speed and say so.
         runs_dir: keep run directories here, and resume them on a rerun; None: a temporary
             folder, deleted at the end.
+        jobs: searches run at once, each in its own process with one torch thread; the
+            results are the same as with one job (each search is seeded and independent).
     """
 
     target: str = "default"
@@ -70,10 +74,11 @@ class StudySettings:
     test_utterances: int | None = 300
     search_utterances: int | None = None
     runs_dir: str | None = None
+    jobs: int = 1
 
     def __post_init__(self) -> None:
-        if self.evaluations < 1:
-            raise ValueError(f"evaluations must be >= 1; got {self.evaluations}")
+        if self.evaluations < 1 or self.jobs < 1:
+            raise ValueError(f"evaluations and jobs must be >= 1; got {self.evaluations}, {self.jobs}")
         seeds = tuple(int(s) for s in self.seeds)
         if not seeds or len(set(seeds)) != len(seeds):
             raise ValueError(f"seeds must be a non-empty list of distinct integers; got {self.seeds!r}")
@@ -112,6 +117,8 @@ def add_study_arguments(parser: argparse.ArgumentParser, *, evaluations: int, se
     parser.add_argument("--runs-dir", help="keep (and resume) run directories here; default: a temporary folder")
     parser.add_argument("--output-dir", type=Path, help=f"where results go (default: {RESULTS})")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="searches at once, one process and one thread each (default 1)")
     parser.add_argument("--quick", action="store_true", help="the short version that `make bench` runs")
 
 
@@ -129,6 +136,7 @@ def settings_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace
         "test_utterances": args.test_utterances,
         "search_utterances": None if args.target == "toy" else args.search_utterances,
         "runs_dir": args.runs_dir,
+        "jobs": args.jobs,
     }
     if args.quick:
         for name, value in quick.items():
@@ -265,17 +273,55 @@ def _seed_uniform_curve(run: RunDir, config: SearchConfig, kit: SearchTarget, cu
     run.write_json(run.curve_file, curve)
 
 
+def _timed_search(config: SearchConfig, path: Path, kit: SearchTarget) -> tuple[Any, float, float | None]:
+    """``run_search`` with its wall time and mean seconds per new evaluation."""
+    stamps: list[float] = []
+    started = time.perf_counter()
+    result = run_search(config, path, kit,
+                        progress=lambda p: stamps.append(time.perf_counter() - started) if p.evaluations else None)
+    return result, time.perf_counter() - started, (stamps[-1] / len(stamps)) if stamps else None
+
+
+_WORKER_KITS: dict[str, SearchTarget] = {}
+
+
+def _search_in_worker(config: SearchConfig, path: str, settings: StudySettings) -> tuple[float, float | None]:
+    """One search in a pool process (the target is built once per process)."""
+    import torch
+
+    key = json.dumps(settings.to_dict(), sort_keys=True)
+    if key not in _WORKER_KITS:
+        torch.set_num_threads(1)
+        _WORKER_KITS[key] = build_kit(settings)
+    _, seconds, per_evaluation = _timed_search(config, Path(path), _WORKER_KITS[key])
+    return seconds, per_evaluation
+
+
+def _search_in_parallel(runs: list[tuple[Arm, int]], settings: StudySettings, kit: SearchTarget, root: Path,
+                        curves: dict[tuple[str, str], list[dict]]) -> dict[str, tuple[float, float | None]]:
+    """Run the searches ``settings.jobs`` at a time; returns each run's timing by name."""
+    pending = []
+    for arm, seed in runs:
+        config = replace(arm.config, seed=seed)
+        run = RunDir(root / _run_name(arm, seed))
+        _seed_uniform_curve(run, config, kit, curves.get((config.rank_menu, config.granularity)))
+        pending.append((run.path.name, config, str(run.path)))
+    context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
+    with ProcessPoolExecutor(max_workers=settings.jobs, mp_context=context) as pool:
+        futures = {name: pool.submit(_search_in_worker, config, path, settings) for name, config, path in pending}
+        return {name: future.result() for name, future in futures.items()}
+
+
 def _run_one(arm: Arm, seed: int, kit: SearchTarget, scorer: _RankScorer, root: Path,
-             curves: dict[tuple[str, str], list[dict]], reward_best: bool) -> dict[str, Any]:
+             curves: dict[tuple[str, str], list[dict]], reward_best: bool,
+             timings: dict[str, tuple[float, float | None]]) -> dict[str, Any]:
     config = replace(arm.config, seed=seed)
     run = RunDir(root / _run_name(arm, seed))
     curve_key = (config.rank_menu, config.granularity)
     _seed_uniform_curve(run, config, kit, curves.get(curve_key))
-    stamps: list[float] = []
-    started = time.perf_counter()
-    result = run_search(config, run.path, kit,
-                        progress=lambda p: stamps.append(time.perf_counter() - started) if p.evaluations else None)
-    seconds = time.perf_counter() - started
+    result, seconds, per_evaluation = _timed_search(config, run.path, kit)
+    if run.path.name in timings:  # searched in a pool process; this call only read its results
+        seconds, per_evaluation = timings[run.path.name]
     curves.setdefault(curve_key, run.uniform_curve())
     records = run.evaluations()
     bests = running_best(records, config.budget)
@@ -289,9 +335,9 @@ def _run_one(arm: Arm, seed: int, kit: SearchTarget, scorer: _RankScorer, root: 
         "episodes": result.episodes,
         "cache_hits": result.cache_hits,
         "stop_reason": result.stop_reason,
-        "resumed": result.new_evaluations < result.evaluations,
+        "resumed": result.new_evaluations < result.evaluations and run.path.name not in timings,
         "seconds": seconds,
-        "search_seconds_per_evaluation": (stamps[-1] / len(stamps)) if stamps else None,
+        "search_seconds_per_evaluation": per_evaluation,
         "within_budget_share": (sum(r.size_ratio <= config.budget + _SIZE_TOLERANCE for r in records) / len(records)
                                 if records else None),
         "curve": {
@@ -355,10 +401,14 @@ def run_study(
     curves: dict[tuple[str, str], list[dict]] = {}
     out: dict[str, dict[str, Any]] = {}
     with _runs_root(settings, study) as root:
+        timings = {}
+        if settings.jobs > 1:
+            timings = _search_in_parallel([(arm, seed) for arm in arms for seed in arm.seeds or settings.seeds],
+                                          settings, kit, root, curves)
         for arm in arms:
             runs = []
             for seed in arm.seeds or settings.seeds:
-                row = _run_one(arm, seed, kit, scorer, root, curves, reward_best)
+                row = _run_one(arm, seed, kit, scorer, root, curves, reward_best, timings)
                 best = row["best"]
                 log(f"{study} {arm.label} seed {seed}: {row['evaluations']} evaluations, {row['seconds']:.1f} s, "
                     + ("nothing within budget" if best is None else

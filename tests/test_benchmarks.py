@@ -61,6 +61,21 @@ def test_bench_search_toy(tmp_path) -> None:
     assert "Budget 0.4" in (tmp_path / "search.md").read_text()
 
 
+def test_bench_search_jobs_give_the_same_results(tmp_path) -> None:
+    # Searches in pool processes are the same seeded searches: same evaluations, same best.
+    args = ["--target", "toy", "--agents", "random,evolution", "--budgets", "0.4", "--evaluations", "4",
+            "--seeds", "0,1", "--reference-factor", "0"]
+    found = {}
+    for jobs in (1, 2):
+        out = tmp_path / f"jobs{jobs}"
+        assert bench_search.main([*args, "--jobs", str(jobs), "--output-dir", str(out)]) == 0
+        arms = json.loads((out / "search.json").read_text())["budgets"]["0.4"]["arms"]
+        found[jobs] = {label: [(r["best"]["ranks"], r["best"]["test_wer"], r["evaluations"], r["resumed"])
+                               for r in arm["runs"]] for label, arm in arms.items()}
+    assert found[1] == found[2]
+    assert all(not resumed for runs in found[2].values() for *_, resumed in runs)
+
+
 class _DistanceScore:
     """A stand-in test set: 40 "utterances" whose errors grow with the distance of the model's
     outputs from the dense model's, so that keeping more rank really scores better."""
