@@ -48,6 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--curriculum-seconds", type=float, default=3.0, help="longest utterance during the curriculum")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--device", default="cpu", help="'cpu' or 'cuda' (default: %(default)s)")
+    p.add_argument("--init-from", type=Path,
+                   help="start a new run from this checkpoint's weights (same preset) instead of a random init")
     p.set_defaults(handler=_train_asr)
 
     p = sub.add_parser("evaluate", help="WER/CER of a checkpoint on a split or manifest")
@@ -57,6 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     where.add_argument("--manifest", type=Path, help="any NeMo-style JSON-lines manifest")
     p.add_argument("--limit", type=int, help="only the first N utterances")
     p.add_argument("--beam", type=int, default=0, help="beam size (0: greedy decoding)")
+    p.add_argument("--device", default="cpu", help="'cpu' or 'cuda' (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=_evaluate)
 
@@ -99,7 +103,16 @@ def _train_asr(args: argparse.Namespace) -> int:
         curriculum_max_seconds=args.curriculum_seconds,
         seed=args.seed,
         threads=args.threads,
+        device=args.device,
     )
+    init_from = None
+    if args.init_from is not None:
+        from asr.checkpoint import load_checkpoint
+
+        init_from = load_checkpoint(args.init_from)[0]
+        if init_from.config != model_config:
+            raise ValueError(f"--init-from {args.init_from} holds a model of another config than preset "
+                             f"{args.preset!r}; give the preset (and --ctc-weight) it was trained with")
     train_path = args.train_manifest or split_manifest("train", _progress_bar("synthesising corpus", "utt"))
     dev_path = args.dev_manifest or split_manifest("dev")
     train_set = read_manifest(train_path, check_audio=False)
@@ -114,7 +127,9 @@ def _train_asr(args: argparse.Namespace) -> int:
         dev_set.utterances,
         args.run_dir,
         progress=_progress_bar("training", "upd"),
-        meta={"command": " ".join(sys.argv), "train_manifest": str(train_path)},
+        meta={"command": " ".join(sys.argv), "train_manifest": str(train_path),
+              **({} if args.init_from is None else {"init_from": str(args.init_from)})},
+        init_from=init_from,
         stop_at_update=args.stop_at,
     )
     print(
@@ -132,9 +147,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     from asr.evaluate import evaluate_batches
     from asr.features import LogMelFrontend
     from asr.manifest import read_manifest
+    from asr.train import check_device
 
     checkpoint = args.checkpoint or default_checkpoint()
-    model, tokenizer, _ = load_checkpoint(checkpoint)
+    model, tokenizer, _ = load_checkpoint(checkpoint, device=check_device(args.device))
     if args.manifest is not None:
         manifest = read_manifest(args.manifest)
         utterances, source = manifest.utterances, str(args.manifest)

@@ -41,6 +41,8 @@ def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-specaugment", action="store_true", help="train without SpecAugment")
     if not any(a.dest == "threads" for a in p._actions):
         p.add_argument("--threads", type=int, help="torch CPU threads")
+    if not any(a.dest == "device" for a in p._actions):
+        p.add_argument("--device", default=d.device, help="'cpu' or 'cuda' (default: %(default)s)")
 
 
 def add_iterative_arguments(p: argparse.ArgumentParser) -> None:
@@ -71,6 +73,7 @@ def finetune_config_from_args(args: argparse.Namespace, *, updates: int | None =
         specaugment=not args.no_specaugment,
         seed=args.seed,
         threads=args.threads,
+        device=args.device,
     )
 
 

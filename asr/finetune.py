@@ -75,6 +75,7 @@ class FinetuneConfig:
     specaugment: bool = True  # the train-asr augmentation
     seed: int = 0
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
+    device: str = "cpu"  # "cuda" fine-tunes on a GPU
 
     def __post_init__(self) -> None:
         if (self.epochs is None) == (self.updates is None):
@@ -118,6 +119,7 @@ class FinetuneConfig:
             dev_utterances=self.dev_utterances,
             seed=self.seed,
             threads=self.threads,
+            device=self.device,
         )
 
     def to_dict(self) -> dict[str, Any]:

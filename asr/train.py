@@ -36,7 +36,7 @@ from asr.manifest import Utterance
 from asr.model import ASRConfig, ASRModel
 from asr.text import CharTokenizer
 
-__all__ = ["TrainConfig", "TrainResult", "train", "learning_rate"]
+__all__ = ["TrainConfig", "TrainResult", "check_device", "train", "learning_rate"]
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,10 @@ class TrainConfig:
     dev_utterances: int = 300  # dev utterances decoded at each evaluation
     seed: int = 0
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
+    device: str = "cpu"  # "cuda" (or "cuda:N") trains on a GPU; checkpoints are device-free
 
     def __post_init__(self) -> None:
+        check_device(self.device)
         for name in ("max_updates", "max_batch_size", "eval_every", "dev_utterances"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1; got {getattr(self, name)}")
@@ -88,6 +90,19 @@ class TrainResult:
     best_checkpoint: Path
     last_checkpoint: Path
     seconds: float  # wall time of this call (not of earlier, resumed-from calls)
+
+
+def check_device(device: str) -> torch.device:
+    """``device`` as a torch device, or a ValueError saying what is accepted and available."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device {device!r} is not a torch device; use 'cpu', 'cuda' or 'cuda:N'") from e
+    if parsed.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r}: training runs on 'cpu' or 'cuda' devices")
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but torch finds no CUDA GPU here; use 'cpu'")
+    return parsed
 
 
 def learning_rate(config: TrainConfig, update: int) -> float:
@@ -254,6 +269,8 @@ def train(
             raise ValueError(f"{last_path} holds a dense model, but the model to train is factorised; "
                              "use a new run directory")
         model.load_state_dict(payload["state_dict"])
+    device = check_device(config.device)
+    model = model.to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     if payload is not None:
         optimiser.load_state_dict(payload["optimiser"])
@@ -261,10 +278,12 @@ def train(
         update, epoch, position = state["update"], state["epoch"], state["position"]
         best_wer = state["best_dev_wer"]
         torch.set_rng_state(payload["rng_state"])
+        if device.type == "cuda" and payload.get("cuda_rng_state") is not None:
+            torch.cuda.set_rng_state(payload["cuda_rng_state"], device)
         resumed_generator_state = payload["augment_rng_state"]
     else:
         resumed_generator_state = None
-    frontend = LogMelFrontend()
+    frontend = LogMelFrontend().to(device)
     dev_batches = prepare_feature_batches(list(dev_set)[: config.dev_utterances], frontend, tokenizer)
     generator = torch.Generator().manual_seed(config.seed)
     if resumed_generator_state is not None:
@@ -285,6 +304,7 @@ def train(
                 "optimiser": optimiser.state_dict(),
                 "train_state": {"update": update, "epoch": epoch, "position": position, "best_dev_wer": best_wer},
                 "rng_state": torch.get_rng_state(),
+                "cuda_rng_state": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                 "augment_rng_state": generator.get_state(),
             },
         )
@@ -297,7 +317,7 @@ def train(
         while update < end:
             indices = batches[position]
             batch = load_batch([train_set[i] for i in indices], tokenizer)
-            features, frames = frontend(batch.waveforms, batch.samples)
+            features, frames = frontend(batch.waveforms.to(device), batch.samples.to(device))
             features = normalise_utterances(features, frames)
             if config.specaugment is not None:
                 features = spec_augment(features, frames, config.specaugment, generator)
@@ -305,7 +325,8 @@ def train(
             for group in optimiser.param_groups:
                 group["lr"] = lr
             loss, stats = joint_loss(
-                model, features, frames, batch.targets, batch.target_lengths, config.label_smoothing
+                model, features, frames, batch.targets.to(device), batch.target_lengths.to(device),
+                config.label_smoothing,
             )
             optimiser.zero_grad(set_to_none=True)
             loss.backward()

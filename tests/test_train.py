@@ -79,3 +79,20 @@ def test_bad_inputs(data, tmp_path):
         train(PRESETS["tiny"], _config(), [], data, tmp_path)
     with pytest.raises(ValueError, match="vocab_size"):
         train(PRESETS["tiny"].__class__(vocab_size=40), _config(), data, data, tmp_path)
+
+
+def test_device_is_checked_with_a_clear_error():
+    with pytest.raises(ValueError, match="'tpu' is not a torch device|training runs on 'cpu' or 'cuda'"):
+        TrainConfig(device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="torch finds no CUDA GPU here; use 'cpu'"):
+            TrainConfig(device="cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_training_saves_device_free_checkpoints(data, tmp_path):
+    result = train(PRESETS["tiny"], _config(device="cuda"), data, data, tmp_path)
+    model, _, meta = load_checkpoint(result.last_checkpoint)  # loads on the CPU
+    assert next(model.parameters()).device.type == "cpu" and meta["updates"] == 6
+    resumed = train(PRESETS["tiny"], _config(device="cpu", max_updates=8), data, data, tmp_path)
+    assert resumed.updates == 8
