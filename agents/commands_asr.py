@@ -38,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dev-manifest", type=Path, help="dev manifest (default: the synthetic corpus' dev split)")
     p.add_argument("--max-updates", type=int, default=20000)
     p.add_argument("--stop-at", type=int, help="stop (resumably) after this many updates")
+    p.add_argument("--max-minutes", type=float, help="stop (resumably) after this much wall time")
     p.add_argument("--batch-seconds", type=float, default=320.0, help="padded audio seconds per batch")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=500)
@@ -131,6 +132,7 @@ def _train_asr(args: argparse.Namespace) -> int:
               **({} if args.init_from is None else {"init_from": str(args.init_from)})},
         init_from=init_from,
         stop_at_update=args.stop_at,
+        stop_after_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes,
     )
     print(
         f"{result.updates} updates; best dev WER {result.best_dev_wer:.4f}; "

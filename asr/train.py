@@ -214,6 +214,7 @@ def train(
     meta: dict[str, Any] | None = None,
     init_from: ASRModel | None = None,
     stop_at_update: int | None = None,
+    stop_after_seconds: float | None = None,
 ) -> TrainResult:
     """Train (or resume training) a recogniser.
 
@@ -230,6 +231,8 @@ def train(
             model (same ``model_config``) is trained as it is, factors and fixed ranks.
         stop_at_update: return (after saving ``last.pt``) once this many updates are done,
             leaving the run resumable; the schedule still follows ``config.max_updates``.
+        stop_after_seconds: likewise, at the first update that ends after this much wall time
+            (a time-boxed session: the run resumes where it stopped).
 
     Returns:
         A :class:`TrainResult`.
@@ -310,6 +313,7 @@ def train(
         )
 
     end = config.max_updates if stop_at_update is None else min(stop_at_update, config.max_updates)
+    deadline = math.inf if stop_after_seconds is None else started + stop_after_seconds
     model.train()
     while update < end:
         short = update < config.curriculum_updates
@@ -341,6 +345,8 @@ def train(
             epoch_ended = position >= len(batches) or (short and update >= config.curriculum_updates)
             if epoch_ended:
                 epoch, position = epoch + 1, 0
+            if time.perf_counter() >= deadline and update < end:
+                end = update  # out of time: stop here, resumably
             if update == end and update % config.eval_every and update < config.max_updates:
                 save("last", math.nan)  # interrupted between evaluations: keep the place
             if update % config.eval_every == 0 or update == config.max_updates:

@@ -96,3 +96,15 @@ def test_cuda_training_saves_device_free_checkpoints(data, tmp_path):
     assert next(model.parameters()).device.type == "cpu" and meta["updates"] == 6
     resumed = train(PRESETS["tiny"], _config(device="cpu", max_updates=8), data, data, tmp_path)
     assert resumed.updates == 8
+
+
+def test_time_limit_stops_resumably(data, tmp_path):
+    first = train(PRESETS["tiny"], _config(), data, data, tmp_path / "b", stop_after_seconds=0.0)
+    assert first.updates == 1  # the deadline is checked after each update
+    resumed = train(PRESETS["tiny"], _config(), data, data, tmp_path / "b")
+    straight = train(PRESETS["tiny"], _config(), data, data, tmp_path / "a")
+    assert resumed.updates == straight.updates == 6
+    a, _, _ = load_checkpoint(straight.last_checkpoint)
+    b, _, _ = load_checkpoint(resumed.last_checkpoint)
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(pa, pb, msg=name)
