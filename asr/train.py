@@ -232,7 +232,8 @@ def train(
         stop_at_update: return (after saving ``last.pt``) once this many updates are done,
             leaving the run resumable; the schedule still follows ``config.max_updates``.
         stop_after_seconds: likewise, at the first update that ends after this much wall time
-            (a time-boxed session: the run resumes where it stopped).
+            (a time-boxed session: the run resumes where it stopped); that update is
+            evaluated on dev like an evaluation point, so ``best.pt`` covers the last stretch.
 
     Returns:
         A :class:`TrainResult`.
@@ -345,11 +346,13 @@ def train(
             epoch_ended = position >= len(batches) or (short and update >= config.curriculum_updates)
             if epoch_ended:
                 epoch, position = epoch + 1, 0
-            if time.perf_counter() >= deadline and update < end:
-                end = update  # out of time: stop here, resumably
-            if update == end and update % config.eval_every and update < config.max_updates:
+            out_of_time = time.perf_counter() >= deadline and update < end
+            if out_of_time:
+                end = update  # stop here, resumably, and score what the last stretch gave
+            evaluate_now = update % config.eval_every == 0 or update == config.max_updates or out_of_time
+            if update == end and not evaluate_now and update < config.max_updates:
                 save("last", math.nan)  # interrupted between evaluations: keep the place
-            if update % config.eval_every == 0 or update == config.max_updates:
+            if evaluate_now:
                 result = evaluate_batches(model, tokenizer, dev_batches)
                 stats.update(dev_wer=result.wer, dev_cer=result.cer)
                 if result.wer < best_wer:

@@ -101,6 +101,7 @@ def test_cuda_training_saves_device_free_checkpoints(data, tmp_path):
 def test_time_limit_stops_resumably(data, tmp_path):
     first = train(PRESETS["tiny"], _config(), data, data, tmp_path / "b", stop_after_seconds=0.0)
     assert first.updates == 1  # the deadline is checked after each update
+    assert first.best_checkpoint.exists()  # and the stop is scored on dev like an evaluation point
     resumed = train(PRESETS["tiny"], _config(), data, data, tmp_path / "b")
     straight = train(PRESETS["tiny"], _config(), data, data, tmp_path / "a")
     assert resumed.updates == straight.updates == 6
