@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from asr.model import ASRModel, build_model
 from asr.text import CharTokenizer
+from shrinkml_env.plan import CompressionPlan
+from shrinkml_env.target import toy_target
 
 # Tiny models run fastest on one thread, and CI's two cores may be shared: extra intra-op
 # threads only spin against each other.
@@ -46,3 +49,23 @@ def toy_batch(
 def tiny_model(seed: int = 0, **overrides) -> ASRModel:
     torch.manual_seed(seed)
     return build_model("tiny", **overrides)
+
+
+@pytest.fixture(scope="module")
+def target():
+    """The env's millisecond toy compression target."""
+    return toy_target()
+
+
+@pytest.fixture
+def decodes(monkeypatch):
+    """Counts every decode of the search data, whichever env asks for it."""
+    calls = []
+    original = CompressionPlan.evaluate
+
+    def counting(self, ranks):
+        calls.append(tuple(ranks))
+        return original(self, ranks)
+
+    monkeypatch.setattr(CompressionPlan, "evaluate", counting)
+    return calls

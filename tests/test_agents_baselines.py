@@ -4,41 +4,11 @@ import itertools
 
 import numpy as np
 import pytest
-import torch
 
 from agents.baselines import BASELINES, pareto_allocations, uniform_action
 from agents.budget import EvaluationRecorder, SearchLog
 from agents.config import SearchConfig
 from shrinkml_env.env import ShrinkMLEnv
-from shrinkml_env.plan import CompressionPlan
-from shrinkml_env.target import toy_target
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def target():
-    return toy_target()
-
-
-@pytest.fixture
-def decodes(monkeypatch):
-    """Counts every decode of the search data, whichever env asks for it."""
-    calls = []
-    original = CompressionPlan.evaluate
-
-    def counting(self, ranks):
-        calls.append(tuple(ranks))
-        return original(self, ranks)
-
-    monkeypatch.setattr(CompressionPlan, "evaluate", counting)
-    return calls
 
 
 def search(target, agent, evaluations, budget=0.5, seed=0, **kwargs):

@@ -1,7 +1,6 @@
 """The evaluation budget: unique evaluations counted through the env's cache, best within budget."""
 
 import pytest
-import torch
 
 from agents.budget import (
     EvaluationRecord,
@@ -12,20 +11,6 @@ from agents.budget import (
     search_reward,
 )
 from shrinkml_env.env import ShrinkMLEnv
-from shrinkml_env.target import toy_target
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: threads only contend with each other
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def target():
-    return toy_target()
 
 
 def record(index, wer, size, ranks=None):

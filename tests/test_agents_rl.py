@@ -4,27 +4,12 @@ import importlib.util
 
 import numpy as np
 import pytest
-import torch
 
 from agents.budget import EvaluationRecorder, SearchLog
 from agents.config import RL_AGENTS, SearchConfig
 from agents.rl import algorithm_class, hyperparameters, run_rl
 from shrinkml_env.env import ShrinkMLEnv
 from shrinkml_env.plan import CompressionPlan
-from shrinkml_env.target import toy_target
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def target():
-    return toy_target()
 
 
 def search(target, config):

@@ -3,34 +3,11 @@
 import json
 
 import pytest
-import torch
 
 from agents.config import SearchConfig
 from agents.run_dir import RunDir, read_jsonl
 from agents.search import run_search
 from agents.targets import load_toy_model, toy_search_target
-from shrinkml_env.plan import CompressionPlan
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def decodes(monkeypatch):
-    calls = []
-    original = CompressionPlan.evaluate
-
-    def counting(self, ranks):
-        calls.append(tuple(ranks))
-        return original(self, ranks)
-
-    monkeypatch.setattr(CompressionPlan, "evaluate", counting)
-    return calls
 
 
 class Interrupt(Exception):

@@ -13,12 +13,7 @@ from hypothesis import strategies as st
 import shrinkml_env  # noqa: F401  (registers the env)
 from shrinkml_env.env import OBSERVATION_FEATURES, ShrinkMLEnv
 from shrinkml_env.records import EpisodeRecord
-from shrinkml_env.target import CompressionTarget, toy_target
-
-
-@pytest.fixture(scope="module")
-def target():
-    return toy_target()
+from shrinkml_env.target import CompressionTarget
 
 
 def make(target, **kw):
