@@ -52,7 +52,7 @@ from benchmarks.study_output import (
 from shrinkml_env.env import CONSTRAINTS
 from shrinkml_env.rewards import reward_names
 
-QUICK = {"evaluations": 8, "seeds": (0,), "test_utterances": 100, "search_utterances": 50}
+QUICK = {"evaluations": 8, "seeds": (0,), "test_utterances": 100, "search_utterances": 50, "jobs": 2}
 
 
 def build_arms(settings, budget: float, agent: str, mask_agent: str, rewards, constraints) -> list[Arm]:

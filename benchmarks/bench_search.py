@@ -55,7 +55,7 @@ from benchmarks.study_output import (
     write_text,
 )
 
-QUICK = {"evaluations": 8, "seeds": (0, 1), "test_utterances": 100, "search_utterances": 50}
+QUICK = {"evaluations": 8, "seeds": (0, 1), "test_utterances": 100, "search_utterances": 50, "jobs": 2}
 QUICK_REFERENCE_FACTOR = 3
 
 
@@ -238,8 +238,9 @@ def main(argv: list[str] | None = None) -> int:
         if compare is not None:
             payload["budgets"][str(budget)]["versus_uniform"] = compare_with_uniform(arms, compare_agents, compare)
         payload["best_known"][str(budget)] = seen
-    payload["test_decodes"] = kit.test_error.decodes
-    payload["test_seconds"] = kit.test_error.seconds
+    # Counted in this process only: with --jobs the pool processes decode (and count) their own.
+    payload["test_decodes"] = kit.test_error.decodes if settings.jobs == 1 else None
+    payload["test_seconds"] = kit.test_error.seconds if settings.jobs == 1 else None
     path = write_output("search.json", payload, args.output_dir)
     write_text("search.md", summary_markdown(payload), args.output_dir)
     print(summary_markdown(payload))

@@ -50,7 +50,7 @@ from shrinkml_env.plan import CompressionPlan
 from shrinkml_env.search_space import MENUS
 from shrinkml_env.target import CompressionTarget
 
-QUICK = {"evaluations": 8, "seeds": (0,), "test_utterances": 100, "search_utterances": 50}
+QUICK = {"evaluations": 8, "seeds": (0,), "test_utterances": 100, "search_utterances": 50, "jobs": 2}
 
 
 def menu_facts(target: CompressionTarget, menu_name: str, granularity: str = "layer") -> dict[str, Any]:

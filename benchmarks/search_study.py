@@ -282,46 +282,44 @@ def _timed_search(config: SearchConfig, path: Path, kit: SearchTarget) -> tuple[
     return result, time.perf_counter() - started, (stamps[-1] / len(stamps)) if stamps else None
 
 
-_WORKER_KITS: dict[str, SearchTarget] = {}
+_WORKER_STATE: dict[str, tuple[SearchTarget, _RankScorer]] = {}
 
 
-def _search_in_worker(config: SearchConfig, path: str, settings: StudySettings) -> tuple[float, float | None]:
-    """One search in a pool process (the target is built once per process)."""
+def _row_in_worker(arm: Arm, seed: int, settings: StudySettings, root: str,
+                   curves: dict[tuple[str, str], list[dict]], reward_best: bool) -> dict[str, Any]:
+    """One run, searched and scored in a pool process (target and SVDs built once per process)."""
     import torch
 
     key = json.dumps(settings.to_dict(), sort_keys=True)
-    if key not in _WORKER_KITS:
+    if key not in _WORKER_STATE:
         torch.set_num_threads(1)
-        _WORKER_KITS[key] = build_kit(settings)
-    _, seconds, per_evaluation = _timed_search(config, Path(path), _WORKER_KITS[key])
-    return seconds, per_evaluation
+        kit = build_kit(settings)
+        _WORKER_STATE[key] = (kit, _RankScorer(kit))
+    kit, scorer = _WORKER_STATE[key]
+    return _run_one(arm, seed, kit, scorer, Path(root), dict(curves), reward_best)
 
 
-def _search_in_parallel(runs: list[tuple[Arm, int]], settings: StudySettings, kit: SearchTarget, root: Path,
-                        curves: dict[tuple[str, str], list[dict]]) -> dict[str, tuple[float, float | None]]:
-    """Run the searches ``settings.jobs`` at a time; returns each run's timing by name."""
-    pending = []
-    for arm, seed in runs:
-        config = replace(arm.config, seed=seed)
-        run = RunDir(root / _run_name(arm, seed))
-        _seed_uniform_curve(run, config, kit, curves.get((config.rank_menu, config.granularity)))
-        pending.append((run.path.name, config, str(run.path)))
+def _rows_in_parallel(runs: list[tuple[Arm, int]], settings: StudySettings, root: Path,
+                      curves: dict[tuple[str, str], list[dict]], reward_best: bool) -> list[dict[str, Any]]:
+    """Every run, ``settings.jobs`` at a time, each in its own process; rows in ``runs`` order.
+
+    Searches are seeded and independent, so the rows are those a serial study gives; only
+    test decodes that two runs share may be repeated (each process memoises its own).
+    """
     context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
     with ProcessPoolExecutor(max_workers=settings.jobs, mp_context=context) as pool:
-        futures = {name: pool.submit(_search_in_worker, config, path, settings) for name, config, path in pending}
-        return {name: future.result() for name, future in futures.items()}
+        futures = [pool.submit(_row_in_worker, arm, seed, settings, str(root), curves, reward_best)
+                   for arm, seed in runs]
+        return [future.result() for future in futures]
 
 
 def _run_one(arm: Arm, seed: int, kit: SearchTarget, scorer: _RankScorer, root: Path,
-             curves: dict[tuple[str, str], list[dict]], reward_best: bool,
-             timings: dict[str, tuple[float, float | None]]) -> dict[str, Any]:
+             curves: dict[tuple[str, str], list[dict]], reward_best: bool) -> dict[str, Any]:
     config = replace(arm.config, seed=seed)
     run = RunDir(root / _run_name(arm, seed))
     curve_key = (config.rank_menu, config.granularity)
     _seed_uniform_curve(run, config, kit, curves.get(curve_key))
     result, seconds, per_evaluation = _timed_search(config, run.path, kit)
-    if run.path.name in timings:  # searched in a pool process; this call only read its results
-        seconds, per_evaluation = timings[run.path.name]
     curves.setdefault(curve_key, run.uniform_curve())
     records = run.evaluations()
     bests = running_best(records, config.budget)
@@ -335,7 +333,7 @@ def _run_one(arm: Arm, seed: int, kit: SearchTarget, scorer: _RankScorer, root: 
         "episodes": result.episodes,
         "cache_hits": result.cache_hits,
         "stop_reason": result.stop_reason,
-        "resumed": result.new_evaluations < result.evaluations and run.path.name not in timings,
+        "resumed": result.new_evaluations < result.evaluations,
         "seconds": seconds,
         "search_seconds_per_evaluation": per_evaluation,
         "within_budget_share": (sum(r.size_ratio <= config.budget + _SIZE_TOLERANCE for r in records) / len(records)
@@ -401,14 +399,23 @@ def run_study(
     curves: dict[tuple[str, str], list[dict]] = {}
     out: dict[str, dict[str, Any]] = {}
     with _runs_root(settings, study) as root:
-        timings = {}
+        everything = [(arm, seed) for arm in arms for seed in arm.seeds or settings.seeds]
+        rows: dict[tuple[str, int], dict[str, Any]] = {}
         if settings.jobs > 1:
-            timings = _search_in_parallel([(arm, seed) for arm in arms for seed in arm.seeds or settings.seeds],
-                                          settings, kit, root, curves)
+            # The first run of each rank menu goes first, here: it measures the menu's uniform
+            # curve, which every later run of that menu then reuses instead of re-measuring.
+            firsts = {}
+            for arm, seed in everything:
+                firsts.setdefault((arm.config.rank_menu, arm.config.granularity), (arm, seed))
+            for arm, seed in firsts.values():
+                rows[arm.label, seed] = _run_one(arm, seed, kit, scorer, root, curves, reward_best)
+            rest = [(arm, seed) for arm, seed in everything if (arm.label, seed) not in rows]
+            rows.update({(arm.label, seed): row for (arm, seed), row in
+                         zip(rest, _rows_in_parallel(rest, settings, root, curves, reward_best))})
         for arm in arms:
             runs = []
             for seed in arm.seeds or settings.seeds:
-                row = _run_one(arm, seed, kit, scorer, root, curves, reward_best, timings)
+                row = rows.get((arm.label, seed)) or _run_one(arm, seed, kit, scorer, root, curves, reward_best)
                 best = row["best"]
                 log(f"{study} {arm.label} seed {seed}: {row['evaluations']} evaluations, {row['seconds']:.1f} s, "
                     + ("nothing within budget" if best is None else
