@@ -55,7 +55,9 @@ def _demo(args: argparse.Namespace) -> int:
     finally:
         close()
     rows = [("dense (shipped)", 1.0, result.dense_model_params, result.baseline_search_wer, result.baseline_test_wer)]
-    for label, c in ((f"{result.uniform.label} of full rank", result.uniform), ("ShrinkML PPO search", result.best)):
+    uniform_rows = ((f"{result.uniform.label} of full rank", result.uniform),
+                    (f"{result.uniform_at_size.label}", result.uniform_at_size) if result.uniform_at_size else (None, None))
+    for label, c in (*uniform_rows, ("ShrinkML PPO search", result.best)):
         if c is not None:
             rows.append((label, c.size_ratio, c.model_params, c.search_wer, c.test_wer))
     print(f"\nShrinkML demo: budget {config.budget}, {result.evaluations} search evaluations, "
@@ -71,6 +73,8 @@ def _demo(args: argparse.Namespace) -> int:
         "evaluations": result.evaluations,
         "dense_test_wer": result.baseline_test_wer,
         "uniform": {"size_ratio": uniform.size_ratio, "test_wer": uniform.test_wer},
+        "uniform_at_size": None if result.uniform_at_size is None else {
+            "size_ratio": result.uniform_at_size.size_ratio, "test_wer": result.uniform_at_size.test_wer},
         "search": None if result.best is None else {"size_ratio": result.best.size_ratio, "test_wer": result.best.test_wer},
     }), file=sys.stderr)
     return 0

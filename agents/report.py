@@ -110,7 +110,9 @@ def write_run_report(
              result.uniform.search_wer, result.uniform.test_wer),
     ]
     if result.best is not None:
-        b = result.best
+        b, u = result.best, result.uniform_at_size
+        if u is not None:
+            lines.append(_row(u.label, u.size_ratio, u.model_params, u.search_wer, u.test_wer))
         lines.append(_row(f"**{config.agent}** (best within budget)", b.size_ratio, b.model_params, b.search_wer, b.test_wer))
     else:
         lines.append(f"| {config.agent} | no evaluated configuration fits the budget | | | |")

@@ -26,7 +26,7 @@ from agents.budget import EvaluationRecord, EvaluationRecorder, SearchLog, Searc
 from agents.config import SearchConfig
 from agents.run_dir import RunDir
 from agents.targets import SearchTarget, make_search_target
-from shrinkml_env.compression import describe_layers, export_factorised
+from shrinkml_env.compression import describe_layers, export_factorised, uniform_ranks_at_size
 from shrinkml_env.env import ShrinkMLEnv
 
 __all__ = ["Candidate", "SearchResult", "run_search", "uniform_curve"]
@@ -72,6 +72,9 @@ class SearchResult:
         stop_reason: ``"budget"``, ``"episode_limit"`` or ``"done"`` (the agent finished).
         best: the best configuration within the budget; None if no evaluation fits it.
         uniform: uniform compression at the largest menu fraction within the budget.
+        uniform_at_size: uniform compression at the best configuration's size or just above
+            it (any common rank fraction, not only the menu's): the like-for-like opponent;
+            None when nothing fits the budget. Measured outside the evaluation budget.
         baseline_search_wer: the dense model's search-subset error.
         baseline_test_wer: the dense model's test error.
         dense_model_params: all parameters of the dense model.
@@ -87,6 +90,7 @@ class SearchResult:
     stop_reason: str
     best: Candidate | None
     uniform: Candidate
+    uniform_at_size: Candidate | None
     baseline_search_wer: float
     baseline_test_wer: float
     dense_model_params: int
@@ -117,6 +121,7 @@ class SearchResult:
             "config": self.config.to_dict(),
             "best_detail": None if self.best is None else self.best.to_dict(),
             "uniform": self.uniform.to_dict(),
+            "uniform_at_size": None if self.uniform_at_size is None else self.uniform_at_size.to_dict(),
         }
 
 
@@ -180,11 +185,12 @@ def run_search(
     uniform_point = curve[uniform_action(env, config.budget)]
     uniform = _test(kit, env, f"uniform {uniform_point['fraction']:.4g}", tuple(uniform_point["ranks"]),
                     uniform_point["search_wer"])
-    chosen = None
+    chosen = matched = None
     if best is not None:
         model = _export(kit, env, best.ranks)
         chosen = _candidate(kit, env, config.agent, best.ranks, best.search_wer, model)
         kit.save_model(run.model_file, model, _model_meta(config, env, chosen))
+        matched = _uniform_at_size(kit, env, log, chosen.size_ratio)
     result = SearchResult(
         config=config,
         run_dir=run.path,
@@ -195,6 +201,7 @@ def run_search(
         stop_reason=stop_reason,
         best=chosen,
         uniform=uniform,
+        uniform_at_size=matched,
         baseline_search_wer=float(kit.target.baseline_error),
         baseline_test_wer=float(kit.test_error(kit.target.model)),
         dense_model_params=_count(kit.target.model),
@@ -225,6 +232,16 @@ def uniform_curve(env: ShrinkMLEnv, log: SearchLog) -> list[dict[str, Any]]:
             "search_wer": float(wer),
         })
     return curve
+
+
+def _uniform_at_size(kit: SearchTarget, env: ShrinkMLEnv, log: SearchLog, size: float) -> Candidate:
+    """Uniform compression at ``size`` or just above, scored on the search subset and test set."""
+    rank_map, _ = uniform_ranks_at_size(env.plan.matrices, size, at_least=True)
+    ranks = tuple(rank_map[m.key] for m in env.plan.matrices)
+    known = log.known.get(ranks)
+    search_wer = known.search_wer if known is not None else env.plan.target.checked_error(_applied(env, ranks))
+    fraction = max(r / m.full_rank for r, m in zip(ranks, env.plan.matrices))
+    return _test(kit, env, f"uniform {fraction:.3g} (same size)", ranks, search_wer)
 
 
 def _applied(env: ShrinkMLEnv, ranks: tuple[int, ...]) -> nn.Module:

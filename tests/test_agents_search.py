@@ -45,6 +45,11 @@ def test_run_directory_holds_config_evaluations_result_model_plot_and_report(tmp
     model = load_toy_model(run.model_file)
     assert sum(p.numel() for p in model.parameters()) == result.best.model_params < result.dense_model_params
     assert kit.test_error(model) == pytest.approx(result.best.test_wer)
+    # Uniform compression matched to the chosen size (never smaller) is in the result and report.
+    matched = result.uniform_at_size
+    assert result.best.size_ratio <= matched.size_ratio < result.best.size_ratio + 0.1
+    assert "(same size)" in run.report_file.read_text()
+    assert run.result()["uniform_at_size"]["test_wer"] == pytest.approx(matched.test_wer)
 
 
 def test_summary_has_the_documented_shape(tmp_path):
