@@ -47,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dev-utterances", type=int, default=300, help="dev utterances decoded per evaluation")
     p.add_argument("--curriculum-updates", type=int, default=2000, help="early updates drawn from short utterances only")
     p.add_argument("--curriculum-seconds", type=float, default=3.0, help="longest utterance during the curriculum")
+    p.add_argument("--no-specaugment", action="store_true", help="train without SpecAugment")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--device", default="cpu", help="'cpu' or 'cuda' (default: %(default)s)")
@@ -85,6 +86,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _train_asr(args: argparse.Namespace) -> int:
     from asr.default import split_manifest
+    from asr.features import SpecAugmentConfig
     from asr.manifest import read_manifest
     from asr.model import PRESETS
     from asr.train import TrainConfig, train
@@ -102,6 +104,7 @@ def _train_asr(args: argparse.Namespace) -> int:
         dev_utterances=args.dev_utterances,
         curriculum_updates=args.curriculum_updates,
         curriculum_max_seconds=args.curriculum_seconds,
+        specaugment=None if args.no_specaugment else SpecAugmentConfig(),
         seed=args.seed,
         threads=args.threads,
         device=args.device,
