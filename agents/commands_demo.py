@@ -3,10 +3,10 @@
 The demo runs ``shrinkml search --agent ppo`` with the default settings on the shipped model
 and ends with one table: the dense model's test WER, the searched configuration's size and
 test WER, and uniform compression (the same rank fraction everywhere, the paper's manual
-baseline) at the same budget. The evaluation budget is sized for 2 CPU cores: one
-search-subset evaluation of the shipped (undertrained, partly looping) model takes about
-3.1 s (``benchmarks/results/subset.json``); with 117 evaluations the whole demo measured
-10.4 minutes at one thread, so the default is 100 evaluations (about 9 minutes).
+baseline) at the same budget and at the searched configuration's own size. The evaluation
+budget is sized for 2 CPU cores: one search-subset evaluation of the shipped model takes
+about 4.2 s at two threads (``benchmarks/results/subset.json``), so 100 evaluations keep the
+whole demo near 10 minutes.
 """
 
 from __future__ import annotations
