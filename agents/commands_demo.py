@@ -55,9 +55,10 @@ def _demo(args: argparse.Namespace) -> int:
     finally:
         close()
     rows = [("dense (shipped)", 1.0, result.dense_model_params, result.baseline_search_wer, result.baseline_test_wer)]
-    uniform_rows = ((f"{result.uniform.label} of full rank", result.uniform),
-                    (f"{result.uniform_at_size.label}", result.uniform_at_size) if result.uniform_at_size else (None, None))
-    for label, c in (*uniform_rows, ("ShrinkML PPO search", result.best)):
+    candidates = ((f"{result.uniform.label} of full rank", result.uniform),
+                  (result.uniform_at_size and result.uniform_at_size.label, result.uniform_at_size),
+                  ("ShrinkML PPO search", result.best))
+    for label, c in candidates:
         if c is not None:
             rows.append((label, c.size_ratio, c.model_params, c.search_wer, c.test_wer))
     print(f"\nShrinkML demo: budget {config.budget}, {result.evaluations} search evaluations, "

@@ -221,8 +221,7 @@ def uniform_curve(env: ShrinkMLEnv, log: SearchLog) -> list[dict[str, Any]]:
     curve = []
     for action in range(env.menu.size):
         ranks = env.plan.ranks([action] * env.steps)
-        known = log.known.get(tuple(ranks))
-        wer = known.search_wer if known is not None else env.plan.target.checked_error(_applied(env, ranks))
+        wer = _search_wer(env, log, tuple(ranks))
         fraction = env.menu.fraction(action)
         curve.append({
             "action": action,
@@ -238,10 +237,15 @@ def _uniform_at_size(kit: SearchTarget, env: ShrinkMLEnv, log: SearchLog, size: 
     """Uniform compression at ``size`` or just above, scored on the search subset and test set."""
     rank_map, _ = uniform_ranks_at_size(env.plan.matrices, size, at_least=True)
     ranks = tuple(rank_map[m.key] for m in env.plan.matrices)
-    known = log.known.get(ranks)
-    search_wer = known.search_wer if known is not None else env.plan.target.checked_error(_applied(env, ranks))
     fraction = max(r / m.full_rank for r, m in zip(ranks, env.plan.matrices))
-    return _test(kit, env, f"uniform {fraction:.3g} (same size)", ranks, search_wer)
+    return _test(kit, env, f"uniform {fraction:.3g} (same size)", ranks, _search_wer(env, log, ranks))
+
+
+def _search_wer(env: ShrinkMLEnv, log: SearchLog, ranks: tuple[int, ...]) -> float:
+    """Search-subset error of ``ranks``: from the search's log when it evaluated them (no
+    decode, and not charged to the budget either way), else decoded now."""
+    known = log.known.get(ranks)
+    return known.search_wer if known is not None else env.plan.target.checked_error(_applied(env, ranks))
 
 
 def _applied(env: ShrinkMLEnv, ranks: tuple[int, ...]) -> nn.Module:

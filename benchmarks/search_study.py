@@ -273,15 +273,6 @@ def _seed_uniform_curve(run: RunDir, config: SearchConfig, kit: SearchTarget, cu
     run.write_json(run.curve_file, curve)
 
 
-def _timed_search(config: SearchConfig, path: Path, kit: SearchTarget) -> tuple[Any, float, float | None]:
-    """``run_search`` with its wall time and mean seconds per new evaluation."""
-    stamps: list[float] = []
-    started = time.perf_counter()
-    result = run_search(config, path, kit,
-                        progress=lambda p: stamps.append(time.perf_counter() - started) if p.evaluations else None)
-    return result, time.perf_counter() - started, (stamps[-1] / len(stamps)) if stamps else None
-
-
 _WORKER_STATE: dict[str, tuple[SearchTarget, _RankScorer]] = {}
 
 
@@ -319,7 +310,11 @@ def _run_one(arm: Arm, seed: int, kit: SearchTarget, scorer: _RankScorer, root: 
     run = RunDir(root / _run_name(arm, seed))
     curve_key = (config.rank_menu, config.granularity)
     _seed_uniform_curve(run, config, kit, curves.get(curve_key))
-    result, seconds, per_evaluation = _timed_search(config, run.path, kit)
+    stamps: list[float] = []
+    started = time.perf_counter()
+    result = run_search(config, run.path, kit,
+                        progress=lambda p: stamps.append(time.perf_counter() - started) if p.evaluations else None)
+    seconds = time.perf_counter() - started
     curves.setdefault(curve_key, run.uniform_curve())
     records = run.evaluations()
     bests = running_best(records, config.budget)
@@ -335,7 +330,7 @@ def _run_one(arm: Arm, seed: int, kit: SearchTarget, scorer: _RankScorer, root: 
         "stop_reason": result.stop_reason,
         "resumed": result.new_evaluations < result.evaluations,
         "seconds": seconds,
-        "search_seconds_per_evaluation": per_evaluation,
+        "search_seconds_per_evaluation": (stamps[-1] / len(stamps)) if stamps else None,
         "within_budget_share": (sum(r.size_ratio <= config.budget + _SIZE_TOLERANCE for r in records) / len(records)
                                 if records else None),
         "curve": {
