@@ -48,6 +48,7 @@ def select_subset(
     *,
     level_weight: float = 0.5,
     seed: int = 0,
+    reference: np.ndarray | None = None,
 ) -> list[int]:
     """Greedy forward selection of ``size`` utterances.
 
@@ -61,6 +62,9 @@ def select_subset(
         size: utterances to choose (``1 <= size <= U``).
         level_weight: weight of matching the absolute WER level.
         seed: breaks ties and orders the candidates reproducibly.
+        reference: ``(C,)`` WER per configuration to track; by default the WER over all ``U``
+            utterances. Pass the WER of a larger pool when ``errors`` holds only the
+            utterances allowed into the subset (for example the short ones).
 
     Returns:
         Indices of the chosen utterances, in the order they were chosen.
@@ -74,7 +78,9 @@ def select_subset(
         raise ValueError(f"subset size {size} outside [1, {n_utts}] (the number of utterances)")
     if n_configs < 3:
         raise ValueError(f"need at least 3 probe configurations to correlate; got {n_configs}")
-    full = corpus_wer(errors, words)
+    full = corpus_wer(errors, words) if reference is None else np.asarray(reference, dtype=np.float64)
+    if full.shape != (n_configs,):
+        raise ValueError(f"reference has shape {full.shape}; expected ({n_configs},), one WER per configuration")
     level = max(float(full.mean()), 1e-9)
     rng = np.random.default_rng(seed)
     order = rng.permutation(n_utts)  # candidate order: ties go to a random, reproducible choice

@@ -10,6 +10,7 @@ Run: ``python -m benchmarks.bench_env [--repeats N]``.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import statistics
 import sys
 import time
@@ -17,7 +18,7 @@ import time
 import numpy as np
 import torch
 
-from benchmarks.common import run_metadata, write_result
+from benchmarks.common import RESULTS, run_metadata, write_result
 from shrinkml_env.compression import SVDBank, describe_layers
 from shrinkml_env.env import ShrinkMLEnv
 from shrinkml_env.target import CompressionTarget, toy_target
@@ -87,6 +88,7 @@ def svd_precompute_ms(repeats: int = 5) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=200, help="episodes timed per target")
+    parser.add_argument("--output-dir", type=Path, default=RESULTS, help="where the JSON goes (default: %(default)s)")
     args = parser.parse_args(argv)
     targets = [toy_target()]
     try:
@@ -97,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"default target unavailable ({e}); timing the toy target only", file=sys.stderr)
     rows = [measure(t, args.repeats) for t in targets]
     result = {**run_metadata(), "targets": rows, "svd": svd_precompute_ms()}
-    path = write_result("env.json", result)
+    path = write_result("env.json", result, args.output_dir)
     print(path)
     for row in rows:
         print(row)

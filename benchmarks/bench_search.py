@@ -13,7 +13,9 @@ default): the WER difference with a paired bootstrap interval over test utteranc
 
 Writes ``search.json``, ``search.md`` and ``search_budget<B>.png`` to ``benchmarks/results``
 (or ``--output-dir``). ``best_known`` in the JSON (per budget: the lowest search WER seen in
-any run) is what ``bench_inference.py`` exports and times.
+any run) is what ``bench_inference.py`` exports and times. Budgets that an existing
+``search.json`` there measured with the same settings are kept (``--no-keep-budgets``: not),
+so a long study can run one budget per invocation and still end in one file.
 
 Run::
 
@@ -25,6 +27,7 @@ Run::
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 from collections.abc import Callable
@@ -139,6 +142,32 @@ def compare_with_uniform(arms: dict[str, Any], agents: tuple[str, ...], compare:
     return out
 
 
+def merge_earlier(payload: dict[str, Any], earlier: dict[str, Any] | None) -> dict[str, Any]:
+    """Keep the budgets an earlier ``search.json`` measured with the same settings.
+
+    A long study can then run one budget per invocation (each writing its results as soon
+    as it ends) and still leave one file. Budgets measured now replace earlier ones; each
+    budget block keeps the ``meta`` (date, commit, load) of the run that measured it. With
+    any other setting different, nothing is kept.
+    """
+    if not earlier:
+        return payload
+    same = {k: v for k, v in earlier.get("settings", {}).items() if k != "budgets"} == \
+        {k: v for k, v in payload["settings"].items() if k != "budgets"}
+    if not same or earlier.get("test_description") != payload["test_description"]:
+        return payload
+    budgets = {b: block for b, block in earlier["budgets"].items() if b not in payload["budgets"]}
+    best_known = {b: v for b, v in earlier.get("best_known", {}).items() if b in budgets}
+    merged = {**payload, "budgets": {**budgets, **payload["budgets"]},
+              "best_known": {**best_known, **payload["best_known"]}}
+    order = sorted(merged["budgets"], key=float, reverse=True)
+    merged["budgets"] = {b: merged["budgets"][b] for b in order}
+    merged["settings"] = {**payload["settings"], "budgets": [float(b) for b in order]}
+    for key in ("test_decodes", "test_seconds"):
+        merged[key] = None
+    return merged
+
+
 def summary_markdown(payload: dict[str, Any]) -> str:
     settings = payload["settings"]
     lines = ["# Search quality (`search.json`)", ""]
@@ -194,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
                              "interval (comma-separated; '' for none; ASR targets only)")
     parser.add_argument("--compare-test-utterances", type=count_or_all, default=None,
                         help="test utterances for that comparison ('all', the default, or a count)")
+    parser.add_argument("--keep-budgets", action=argparse.BooleanOptionalAction, default=True,
+                        help="keep the other budgets of an existing search.json measured with the same settings "
+                             "(default; --no-keep-budgets overwrites it)")
     args = parser.parse_args(argv)
     set_threads(args.threads)
     settings = settings_from_args(parser, args, QUICK)
@@ -233,14 +265,17 @@ def main(argv: list[str] | None = None) -> int:
         plot_curves(output_path(plot_name, args.output_dir), {k: v for k, v in arms.items() if k != "reference"},
                     title=f"budget {budget}: median and min-max over seeds", references=lines)
         seen = best_seen(arms)
-        payload["budgets"][str(budget)] = {"baseline_test_wer": baseline, "plot": plot_name, "arms": arms,
-                                           "reference": ref_best, "best_seen": seen}
+        payload["budgets"][str(budget)] = {"meta": run_metadata(quick=args.quick), "baseline_test_wer": baseline,
+                                           "plot": plot_name, "arms": arms, "reference": ref_best, "best_seen": seen}
         if compare is not None:
             payload["budgets"][str(budget)]["versus_uniform"] = compare_with_uniform(arms, compare_agents, compare)
         payload["best_known"][str(budget)] = seen
     # Counted in this process only: with --jobs the pool processes decode (and count) their own.
     payload["test_decodes"] = kit.test_error.decodes if settings.jobs == 1 else None
     payload["test_seconds"] = kit.test_error.seconds if settings.jobs == 1 else None
+    earlier_path = output_path("search.json", args.output_dir)
+    if args.keep_budgets and earlier_path.exists():
+        payload = merge_earlier(payload, json.loads(earlier_path.read_text(encoding="utf-8")))
     path = write_output("search.json", payload, args.output_dir)
     write_text("search.md", summary_markdown(payload), args.output_dir)
     print(summary_markdown(payload))

@@ -1,15 +1,24 @@
-"""Run every benchmark; ``--quick`` runs the short versions (``make bench``)."""
+"""Run every benchmark; ``--quick`` runs the short versions (``make bench``).
+
+The full versions write to ``benchmarks/results/`` (the committed figures the READMEs quote);
+the quick ones write to ``benchmarks/results/quick/`` (not in git), so a quick check never
+overwrites a full result. Each script's own ``--output-dir`` does the same by hand.
+"""
 
 from __future__ import annotations
 
 import argparse
 import subprocess
 import sys
+import time
+from pathlib import Path
+
+QUICK_DIR = Path(__file__).resolve().parent / "results" / "quick"
 
 QUICK = [
-    ["benchmarks.bench_lowrank", "--quick"],
+    ["benchmarks.bench_lowrank", "--quick", "--output", str(QUICK_DIR / "lowrank.json")],
     ["benchmarks.bench_env", "--repeats", "100"],
-    ["benchmarks.bench_subset", "--pool", "500", "--select-configs", "12", "--eval-configs", "30"],
+    ["benchmarks.bench_subset", "--pool", "300", "--select-configs", "8", "--eval-configs", "30"],
     ["benchmarks.bench_search", "--quick"],
     ["benchmarks.bench_rewards", "--quick"],
     ["benchmarks.bench_search_space", "--quick"],
@@ -33,10 +42,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
     failed = []
+    started = time.perf_counter()
     for module, *rest in QUICK if args.quick else FULL:
+        if args.quick and module != "benchmarks.bench_lowrank":
+            rest = [*rest, "--output-dir", str(QUICK_DIR)]
         print(f"== {module} {' '.join(rest)}", flush=True)
+        begun = time.perf_counter()
         if subprocess.run([sys.executable, "-m", module, *rest]).returncode != 0:
             failed.append(module)
+        print(f"== {module}: {time.perf_counter() - begun:.0f} s", flush=True)
+    print(f"== all: {time.perf_counter() - started:.0f} s", flush=True)
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0

@@ -66,6 +66,9 @@ class StudySettings:
             folder, deleted at the end.
         jobs: searches run at once, each in its own process with one torch thread; the
             results are the same as with one job (each search is seeded and independent).
+        test_every: score the running best on the test set after every ``test_every``-th
+            evaluation (and after the last); curves have points only there. 1: after each.
+            Test decodes can cost more than the search itself, so long studies thin them.
     """
 
     target: str = "default"
@@ -75,10 +78,12 @@ class StudySettings:
     search_utterances: int | None = None
     runs_dir: str | None = None
     jobs: int = 1
+    test_every: int = 1
 
     def __post_init__(self) -> None:
-        if self.evaluations < 1 or self.jobs < 1:
-            raise ValueError(f"evaluations and jobs must be >= 1; got {self.evaluations}, {self.jobs}")
+        if self.evaluations < 1 or self.jobs < 1 or self.test_every < 1:
+            raise ValueError(f"evaluations, jobs and test_every must be >= 1; got {self.evaluations}, "
+                             f"{self.jobs}, {self.test_every}")
         seeds = tuple(int(s) for s in self.seeds)
         if not seeds or len(set(seeds)) != len(seeds):
             raise ValueError(f"seeds must be a non-empty list of distinct integers; got {self.seeds!r}")
@@ -119,6 +124,8 @@ def add_study_arguments(parser: argparse.ArgumentParser, *, evaluations: int, se
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="searches at once, one process and one thread each (default 1)")
+    parser.add_argument("--test-every", type=int, default=1,
+                        help="score the running best on test after every N-th evaluation and the last (default 1)")
     parser.add_argument("--quick", action="store_true", help="the short version that `make bench` runs")
 
 
@@ -137,6 +144,7 @@ def settings_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace
         "search_utterances": None if args.target == "toy" else args.search_utterances,
         "runs_dir": args.runs_dir,
         "jobs": args.jobs,
+        "test_every": args.test_every,
     }
     if args.quick:
         for name, value in quick.items():
@@ -287,7 +295,7 @@ def _row_in_worker(arm: Arm, seed: int, settings: StudySettings, root: str,
         kit = build_kit(settings)
         _WORKER_STATE[key] = (kit, _RankScorer(kit))
     kit, scorer = _WORKER_STATE[key]
-    return _run_one(arm, seed, kit, scorer, Path(root), dict(curves), reward_best)
+    return _run_one(arm, seed, kit, scorer, Path(root), dict(curves), reward_best, settings.test_every)
 
 
 def _rows_in_parallel(runs: list[tuple[Arm, int]], settings: StudySettings, root: Path,
@@ -305,7 +313,7 @@ def _rows_in_parallel(runs: list[tuple[Arm, int]], settings: StudySettings, root
 
 
 def _run_one(arm: Arm, seed: int, kit: SearchTarget, scorer: _RankScorer, root: Path,
-             curves: dict[tuple[str, str], list[dict]], reward_best: bool) -> dict[str, Any]:
+             curves: dict[tuple[str, str], list[dict]], reward_best: bool, test_every: int = 1) -> dict[str, Any]:
     config = replace(arm.config, seed=seed)
     run = RunDir(root / _run_name(arm, seed))
     curve_key = (config.rank_menu, config.granularity)
@@ -318,9 +326,9 @@ def _run_one(arm: Arm, seed: int, kit: SearchTarget, scorer: _RankScorer, root: 
     curves.setdefault(curve_key, run.uniform_curve())
     records = run.evaluations()
     bests = running_best(records, config.budget)
-    test_wer: list[float | None] = []
-    for best in bests:
-        test_wer.append(None if best is None else scorer(best.ranks))
+    last = len(bests) - 1
+    test_wer = [None if best is None or ((k + 1) % test_every and k != last) else scorer(best.ranks)
+                for k, best in enumerate(bests)]
     final = bests[-1] if bests else None
     row: dict[str, Any] = {
         "seed": seed,
@@ -403,14 +411,16 @@ def run_study(
             for arm, seed in everything:
                 firsts.setdefault((arm.config.rank_menu, arm.config.granularity), (arm, seed))
             for arm, seed in firsts.values():
-                rows[arm.label, seed] = _run_one(arm, seed, kit, scorer, root, curves, reward_best)
+                rows[arm.label, seed] = _run_one(arm, seed, kit, scorer, root, curves, reward_best,
+                                                 settings.test_every)
             rest = [(arm, seed) for arm, seed in everything if (arm.label, seed) not in rows]
             rows.update({(arm.label, seed): row for (arm, seed), row in
                          zip(rest, _rows_in_parallel(rest, settings, root, curves, reward_best))})
         for arm in arms:
             runs = []
             for seed in arm.seeds or settings.seeds:
-                row = rows.get((arm.label, seed)) or _run_one(arm, seed, kit, scorer, root, curves, reward_best)
+                row = rows.get((arm.label, seed)) or _run_one(arm, seed, kit, scorer, root, curves, reward_best,
+                                                              settings.test_every)
                 best = row["best"]
                 log(f"{study} {arm.label} seed {seed}: {row['evaluations']} evaluations, {row['seconds']:.1f} s, "
                     + ("nothing within budget" if best is None else

@@ -156,3 +156,29 @@ def test_bench_scaling_toy(tmp_path) -> None:
                                "--model-utterances", "2", "--repeats", "1", "--output-dir", str(tmp_path)]) == 0
     points = json.loads((tmp_path / "scaling.json").read_text())["points"]
     assert [(p["kind"], p["size"]) for p in points] == [("subset", 16), ("subset", 32), ("model", 2)]
+
+
+def test_bench_search_test_every_thins_test_decodes_but_keeps_the_final_one(tmp_path) -> None:
+    assert bench_search.main(["--target", "toy", "--agents", "random", "--budgets", "0.4", "--evaluations", "5",
+                              "--seeds", "0", "--reference-factor", "0", "--test-every", "2",
+                              "--output-dir", str(tmp_path)]) == 0
+    run = json.loads((tmp_path / "search.json").read_text())["budgets"]["0.4"]["arms"]["random"]["runs"][0]
+    curve = run["curve"]["test_wer"]
+    assert len(curve) == 5
+    assert curve[0] is None and curve[2] is None  # evaluations 1 and 3: not scored
+    assert curve[-1] == run["best"]["test_wer"] is not None  # the last is always scored
+    assert all(curve[k] is not None for k in (1, 3) if run["curve"]["search_wer"][k] is not None)
+
+
+def test_bench_search_keeps_other_budgets_measured_with_the_same_settings(tmp_path) -> None:
+    args = ["--target", "toy", "--agents", "random", "--evaluations", "3", "--seeds", "0", "--reference-factor", "0",
+            "--output-dir", str(tmp_path)]
+    assert bench_search.main([*args, "--budgets", "0.3"]) == 0
+    assert bench_search.main([*args, "--budgets", "0.5"]) == 0
+    data = json.loads((tmp_path / "search.json").read_text())
+    assert list(data["budgets"]) == ["0.5", "0.3"] and data["settings"]["budgets"] == [0.5, 0.3]
+    assert set(data["best_known"]) == {"0.5", "0.3"}
+    assert "Budget 0.3" in (tmp_path / "search.md").read_text()
+    # Different settings: the earlier budgets are not mixed in.
+    assert bench_search.main([*args[:5], "4", *args[6:], "--budgets", "0.4"]) == 0
+    assert list(json.loads((tmp_path / "search.json").read_text())["budgets"]) == ["0.4"]

@@ -41,3 +41,16 @@ def test_errors():
         select_subset(errors[:2], words, 3)
     with pytest.raises(ValueError, match="words has shape"):
         select_subset(errors, words[:5], 3)
+
+
+def test_reference_lets_a_restricted_pool_track_the_whole_one():
+    errors, words = _synthetic(seed=1)
+    full = corpus_wer(errors, words)
+    allowed = np.arange(0, len(words), 2)  # e.g. the short utterances only
+    picked = select_subset(errors[:, allowed], words[allowed], 30, reference=full)
+    chosen = allowed[picked]
+    assert set(chosen) <= set(allowed.tolist())
+    # It matches the whole pool's WER level, not just the allowed half's.
+    assert abs(corpus_wer(errors, words, chosen).mean() - full.mean()) < 0.02
+    with pytest.raises(ValueError, match="reference has shape"):
+        select_subset(errors, words, 3, reference=full[:5])
