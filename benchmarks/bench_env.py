@@ -10,10 +10,10 @@ Run: ``python -m benchmarks.bench_env [--repeats N]``.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch

@@ -24,11 +24,11 @@ the shipped subset was chosen with; ``make bench`` runs a smaller pool into
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 import json
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
