@@ -57,10 +57,12 @@ from benchmarks.study_output import output_path, set_threads, write_output, writ
 from shrinkml_env.compression import (
     MatrixSpec,
     all_matrices,
+    compressible_parameter_count,
     describe_layers,
     export_factorised,
-    keeps_dense,
+    matrix_parameter_count,
     rank_for_fraction,
+    size_ratio,
 )
 from shrinkml_env.compression.timing import interleaved_medians_ms
 from shrinkml_env.search_space import DEFAULT_MENU
@@ -88,11 +90,10 @@ class Workload:
 def uniform_ranks(model: ASRModel, budget: float) -> dict[str, int]:
     """Every matrix at the largest default-menu fraction whose size ratio fits ``budget``."""
     matrices = _matrices(model)
-    dense = sum(m.rows * m.cols for m in matrices)
     chosen = {m.key: rank_for_fraction(m, DEFAULT_MENU.fractions[0]) for m in matrices}
     for fraction in DEFAULT_MENU.fractions:
         ranks = {m.key: rank_for_fraction(m, fraction) for m in matrices}
-        if _params(matrices, ranks) <= budget * dense + 1e-9:
+        if size_ratio(matrices, ranks) <= budget + 1e-9:
             chosen = ranks
     return chosen
 
@@ -140,17 +141,11 @@ def _matrices(model: ASRModel) -> tuple[MatrixSpec, ...]:
     return all_matrices(describe_layers(model, model.compressible_layers()))
 
 
-def _params(matrices: Sequence[MatrixSpec], ranks: dict[str, int]) -> int:
-    return sum(m.rows * m.cols if keeps_dense(m.rows, m.cols, ranks[m.key]) else ranks[m.key] * (m.rows + m.cols)
-               for m in matrices)
-
-
 def lstm_macs(model: ASRModel, ranks: dict[str, int] | None, encoder_steps: int, decoder_steps: int) -> float:
     """Multiply-adds of the LSTM matrices for a workload (None: all dense)."""
     total = 0.0
     for m in _matrices(model):
-        rank = m.full_rank if ranks is None else ranks[m.key]
-        per_step = m.rows * m.cols if keeps_dense(m.rows, m.cols, rank) else rank * (m.rows + m.cols)
+        per_step = matrix_parameter_count(m.rows, m.cols, None if ranks is None else ranks[m.key])
         total += per_step * (encoder_steps if m.module_path.startswith("encoder") else decoder_steps)
     return total
 
@@ -258,7 +253,7 @@ def measure_model(name: str, dense: ASRModel, configs: dict[str, dict[str, int]]
         row["checkpoint_ratio"] = row["checkpoint_bytes"] / rows["original"]["checkpoint_bytes"]
         if row["ranks"] is not None:
             matrices = _matrices(dense)
-            row["lstm_size_ratio"] = _params(matrices, row["ranks"]) / _params(matrices, {m.key: m.full_rank for m in matrices})
+            row["lstm_size_ratio"] = compressible_parameter_count(matrices, row["ranks"]) / compressible_parameter_count(matrices)
         row["ranks"] = None if row["ranks"] is None else list(row["ranks"].values())
     return {"model": name, "config": dense.config.to_dict(), "audio_seconds": workloads[min(workloads)].audio_seconds,
             "utterances": workloads[min(workloads)].utterances, "variants": rows}
