@@ -182,3 +182,36 @@ def test_bench_search_keeps_other_budgets_measured_with_the_same_settings(tmp_pa
     # Different settings: the earlier budgets are not mixed in.
     assert bench_search.main([*args[:5], "4", *args[6:], "--budgets", "0.4"]) == 0
     assert list(json.loads((tmp_path / "search.json").read_text())["budgets"]) == ["0.4"]
+
+
+def test_compare_uniform_scores_every_agent_of_a_saved_study(tmp_path, monkeypatch) -> None:
+    from benchmarks import compare_uniform
+
+    dense = tiny_model()
+    scorer = _DistanceScore(dense)
+    comparison = bench_search.UniformComparison(dense, scorer, resamples=200)
+    monkeypatch.setattr(bench_search.UniformComparison, "on_test_set", classmethod(lambda cls, *a: comparison))
+    full = [m.full_rank for m in comparison.matrices]
+    starved = [1 if i < len(full) // 2 else max(1, f - 1) for i, f in enumerate(full)]
+    even = [max(1, f // 2) for f in full]
+
+    def arm(ranks):
+        return {"runs": [{"seed": s, "best": {"ranks": ranks}} for s in (0, 1)]}
+
+    study = {"settings": {"target": "default"}, "meta": {},
+             "budgets": {"0.5": {"arms": {"skewed": arm(starved), "even": arm(even), "reference": arm(even)}}}}
+    path = tmp_path / "search.json"
+    path.write_text(json.dumps(study))
+    assert compare_uniform.main(["--search-json", str(path)]) == 0
+    out = json.loads((tmp_path / "search_vs_uniform.json").read_text())["budgets"]["0.5"]
+    assert set(out) == {"skewed", "even"}  # the long-evolution reference is not an agent
+    for runs in (out["skewed"]["runs"], out["even"]["runs"]):
+        assert [r["seed"] for r in runs] == [0, 1]
+        assert all(r["uniform_size_ratio"] >= r["size_ratio"] for r in runs)
+        assert all(r["difference"] == pytest.approx(r["test_wer"] - r["uniform_test_wer"]) for r in runs)
+    # "even" is itself uniform, so it is its own opponent: three distinct models, each decoded once.
+    assert all(r["difference"] == 0 for r in out["even"]["runs"])
+    assert scorer.calls == 3
+    assert "| skewed |" in (tmp_path / "search_vs_uniform.md").read_text()
+    with pytest.raises(SystemExit):
+        compare_uniform.main(["--search-json", str(tmp_path / "missing.json")])
