@@ -40,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stop-at", type=int, help="stop (resumably) after this many updates")
     p.add_argument("--max-minutes", type=float, help="stop (resumably) after this much wall time")
     p.add_argument("--batch-seconds", type=float, default=320.0, help="padded audio seconds per batch")
+    p.add_argument("--batch-size", type=int, default=48, help="utterances per batch at most (raise it with --batch-seconds on a GPU)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=500)
     p.add_argument("--ctc-weight", type=float, help="override the preset's CTC loss weight")
@@ -98,6 +99,7 @@ def _train_asr(args: argparse.Namespace) -> int:
     config = TrainConfig(
         max_updates=args.max_updates,
         max_batch_seconds=args.batch_seconds,
+        max_batch_size=args.batch_size,
         learning_rate=args.lr,
         warmup_updates=args.warmup,
         eval_every=args.eval_every,

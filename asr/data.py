@@ -138,10 +138,11 @@ def prepare_feature_batches(
     """Compute normalised features once, in duration-sorted batches, for repeated decoding."""
     batches = []
     durations = [u.duration for u in utterances]
+    device = frontend.window.device  # features land where the frontend lives (CPU or GPU)
     for indices in duration_batches(durations, max_batch_seconds, max_batch_size, shuffle=False):
         batch = load_batch([utterances[i] for i in indices], tokenizer)
         with torch.inference_mode():
-            features, frames = frontend(batch.waveforms, batch.samples)
+            features, frames = frontend(batch.waveforms.to(device), batch.samples.to(device))
             features = normalise_utterances(features, frames)
         batches.append(FeatureBatch(features, frames, batch.ids, batch.texts))
     return batches
