@@ -139,7 +139,7 @@ class LogMelFrontend(nn.Module):
         mel = torch.matmul(power.transpose(1, 2), self.filterbank)  # (B, T, F)
         features = torch.log(mel + c.log_floor)
         if lengths is None:
-            lengths = torch.full((waveforms.shape[0],), waveforms.shape[1], dtype=torch.long)
+            lengths = torch.full((waveforms.shape[0],), waveforms.shape[1], dtype=torch.long, device=waveforms.device)
         frames = torch.clamp(self.num_frames(lengths.to(torch.long)), max=features.shape[1])
         return features, frames
 
@@ -151,7 +151,7 @@ def normalise_utterances(features: torch.Tensor, frames: torch.Tensor) -> torch.
         features: ``(B, T, F)``.
         frames: ``(B,)`` valid frames per row; padded frames come back as zeros.
     """
-    mask = (torch.arange(features.shape[1]).unsqueeze(0) < frames.unsqueeze(1)).unsqueeze(2)
+    mask = (torch.arange(features.shape[1], device=features.device).unsqueeze(0) < frames.unsqueeze(1)).unsqueeze(2)
     count = frames.clamp(min=1).to(features.dtype).view(-1, 1, 1)
     mean = (features * mask).sum(dim=1, keepdim=True) / count
     var = (((features - mean) * mask) ** 2).sum(dim=1, keepdim=True) / count

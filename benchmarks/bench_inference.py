@@ -177,7 +177,7 @@ def synthetic_workload(durations: Sequence[float], batch: int, n_mels: int, seed
 def _decode_fixed(model: ASRModel, features: torch.Tensor, frames: torch.Tensor, steps: int) -> int:
     encoded, lengths = model.encode(features, frames)
     state = model.initial_state(encoded, lengths)
-    tokens = torch.full((features.shape[0],), CharTokenizer.sos_id, dtype=torch.long)
+    tokens = torch.full((features.shape[0],), CharTokenizer.sos_id, dtype=torch.long, device=features.device)
     for _ in range(steps):
         logits, state = model.decoder_step(tokens, state)
         tokens = logits.argmax(dim=1)

@@ -45,6 +45,7 @@ from benchmarks.search_study import (
     parse_names,
     run_study,
     settings_from_args,
+    target_identity,
 )
 from benchmarks.study_output import (
     best_seen,
@@ -148,14 +149,16 @@ def merge_earlier(payload: dict[str, Any], earlier: dict[str, Any] | None) -> di
     A long study can then run one budget per invocation (each writing its results as soon
     as it ends) and still leave one file. Budgets measured now replace earlier ones; each
     budget block keeps the ``meta`` (date, commit, load) of the run that measured it. With
-    any other setting different, nothing is kept.
+    any other setting different, or another model or search subset (``target_identity``),
+    nothing is kept.
     """
     if not earlier:
         return payload
     same = {k: v for k, v in earlier.get("settings", {}).items() if k != "budgets"} == \
         {k: v for k, v in payload["settings"].items() if k != "budgets"}
-    if not same or earlier.get("test_description") != payload["test_description"]:
-        return payload
+    if (not same or earlier.get("test_description") != payload["test_description"]
+            or earlier.get("target_identity") != payload.get("target_identity")):
+        return payload  # another model, subset or test set: budgets measured on it do not mix
     budgets = {b: block for b, block in earlier["budgets"].items() if b not in payload["budgets"]}
     best_known = {b: v for b, v in earlier.get("best_known", {}).items() if b in budgets}
     merged = {**payload, "budgets": {**budgets, **payload["budgets"]},
@@ -249,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {**settings.to_dict(), "budgets": list(budgets), "agents": list(agents),
                      "reference_factor": reference_factor, "reference_seed": args.reference_seed},
         "test_description": kit.test_description,
+        "target_identity": target_identity(kit.target),
         "budgets": {},
         "best_known": {},
     }

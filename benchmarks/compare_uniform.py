@@ -45,6 +45,13 @@ def summary_markdown(payload: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def weights_fingerprint(model: Any) -> str:
+    """The fingerprint a search target of ``model`` has (weights and compressible layers)."""
+    from shrinkml_env.target import CompressionTarget
+
+    return CompressionTarget(model=model, layers=model.compressible_layers(), evaluate=lambda _m: 0.0).fingerprint
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--search-json", type=Path, required=True, help="a bench_search result")
@@ -65,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     if target == "toy":
         parser.error("the toy target has no test split; this comparison needs an ASR target")
     compare = UniformComparison.on_test_set(target, args.test_utterances)
+    measured_on = (data.get("target_identity") or {}).get("fingerprint")
+    if measured_on is not None and measured_on != weights_fingerprint(compare.model):
+        parser.error(f"{args.search_json} was searched on another model (fingerprint {measured_on}) than "
+                     f"target {target!r} holds now ({weights_fingerprint(compare.model)}); rerun bench_search on it")
     payload: dict[str, Any] = {"meta": run_metadata(), "search_json": str(args.search_json),
                                "search_meta": data.get("meta"), "test_utterances": args.test_utterances, "budgets": {}}
     for budget in budgets:

@@ -44,7 +44,7 @@ from benchmarks.common import RESULTS
 from benchmarks.study_output import summarise
 from shrinkml_env.compression import SVDBank, all_matrices, describe_layers, export_factorised
 
-__all__ = ["Arm", "MemoisedTestError", "StudySettings", "add_study_arguments", "build_kit", "run_study", "running_best", "settings_from_args"]
+__all__ = ["Arm", "MemoisedTestError", "StudySettings", "add_study_arguments", "build_kit", "run_study", "running_best", "settings_from_args", "target_identity"]
 
 _SIZE_TOLERANCE = 1e-9
 
@@ -264,6 +264,11 @@ def _run_name(arm: Arm, seed: int) -> str:
     return f"{safe}-seed{seed}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
 
 
+def target_identity(target) -> dict[str, str]:
+    """What a study's numbers were measured on: target name, weights and evaluation data."""
+    return {"name": target.name, "fingerprint": target.fingerprint, "data_fingerprint": target.data_fingerprint}
+
+
 def _seed_uniform_curve(run: RunDir, config: SearchConfig, kit: SearchTarget, curve: list[dict] | None) -> None:
     """Give a new run directory the uniform curve another run of this menu measured.
 
@@ -274,10 +279,8 @@ def _seed_uniform_curve(run: RunDir, config: SearchConfig, kit: SearchTarget, cu
     """
     if curve is None or run.config_file.exists():
         return
-    target = kit.target
-    identity = {"name": target.name, "fingerprint": target.fingerprint, "data_fingerprint": target.data_fingerprint}
     run.path.mkdir(parents=True, exist_ok=True)
-    run.write_json(run.config_file, {"format": FORMAT, "config": config.to_dict(), "target": identity})
+    run.write_json(run.config_file, {"format": FORMAT, "config": config.to_dict(), "target": target_identity(kit.target)})
     run.write_json(run.curve_file, curve)
 
 

@@ -182,6 +182,13 @@ def test_bench_search_keeps_other_budgets_measured_with_the_same_settings(tmp_pa
     # Different settings: the earlier budgets are not mixed in.
     assert bench_search.main([*args[:5], "4", *args[6:], "--budgets", "0.4"]) == 0
     assert list(json.loads((tmp_path / "search.json").read_text())["budgets"]) == ["0.4"]
+    # Same settings, another model: nothing measured on the old one is kept.
+    data = json.loads((tmp_path / "search.json").read_text())
+    assert set(data["target_identity"]) == {"name", "fingerprint", "data_fingerprint"}
+    data["target_identity"]["fingerprint"] = "an-older-model"
+    (tmp_path / "search.json").write_text(json.dumps(data))
+    assert bench_search.main([*args[:5], "4", *args[6:], "--budgets", "0.3"]) == 0
+    assert list(json.loads((tmp_path / "search.json").read_text())["budgets"]) == ["0.3"]
 
 
 def test_compare_uniform_scores_every_agent_of_a_saved_study(tmp_path, monkeypatch) -> None:
@@ -213,5 +220,13 @@ def test_compare_uniform_scores_every_agent_of_a_saved_study(tmp_path, monkeypat
     assert all(r["difference"] == 0 for r in out["even"]["runs"])
     assert scorer.calls == 3
     assert "| skewed |" in (tmp_path / "search_vs_uniform.md").read_text()
+    # A study searched on another model is refused, not silently compared on this one.
+    study["target_identity"] = {"name": "default", "fingerprint": "an-older-model", "data_fingerprint": "x"}
+    path.write_text(json.dumps(study))
+    with pytest.raises(SystemExit):
+        compare_uniform.main(["--search-json", str(path)])
+    study["target_identity"]["fingerprint"] = compare_uniform.weights_fingerprint(dense)
+    path.write_text(json.dumps(study))
+    assert compare_uniform.main(["--search-json", str(path)]) == 0
     with pytest.raises(SystemExit):
         compare_uniform.main(["--search-json", str(tmp_path / "missing.json")])
