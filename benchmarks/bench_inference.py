@@ -52,7 +52,7 @@ from asr.decoding import greedy_decode
 from asr.model import ASRModel, build_model
 from asr.text import CharTokenizer
 from benchmarks.common import apply_quick_defaults, run_metadata
-from benchmarks.search_study import parse_floats, parse_ints
+from benchmarks.search_study import parse_floats, parse_ints, weights_fingerprint
 from benchmarks.study_output import output_path, set_threads, write_output, write_text
 from shrinkml_env.compression import (
     MatrixSpec,
@@ -128,6 +128,9 @@ def searched_ranks(search_json: Path, model: ASRModel) -> dict[str, dict[str, in
     if not search_json.is_file():
         return {}
     data = json.loads(search_json.read_text(encoding="utf-8"))
+    searched_on = (data.get("target_identity") or {}).get("fingerprint")
+    if searched_on is not None and searched_on != weights_fingerprint(model):
+        return {}  # searched on another model: its ranks say nothing about this one
     matrices = _matrices(model)
     out = {}
     for budget, best in (data.get("best_known") or {}).items():

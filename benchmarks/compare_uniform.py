@@ -26,7 +26,7 @@ from typing import Any
 
 from benchmarks.bench_search import UniformComparison, compare_with_uniform
 from benchmarks.common import run_metadata
-from benchmarks.search_study import count_or_all, parse_floats, parse_names
+from benchmarks.search_study import count_or_all, parse_floats, parse_names, weights_fingerprint
 from benchmarks.study_output import set_threads, write_output, write_text
 
 
@@ -43,13 +43,6 @@ def summary_markdown(payload: dict[str, Any]) -> str:
                          f"{c['seeds_better_beyond_interval']}/{c['seeds']} | {cells} |")
         lines.append("")
     return "\n".join(lines)
-
-
-def weights_fingerprint(model: Any) -> str:
-    """The fingerprint a search target of ``model`` has (weights and compressible layers)."""
-    from shrinkml_env.target import CompressionTarget
-
-    return CompressionTarget(model=model, layers=model.compressible_layers(), evaluate=lambda _m: 0.0).fingerprint
 
 
 def main(argv: list[str] | None = None) -> int:

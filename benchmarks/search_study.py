@@ -44,7 +44,7 @@ from benchmarks.common import RESULTS
 from benchmarks.study_output import summarise
 from shrinkml_env.compression import SVDBank, all_matrices, describe_layers, export_factorised
 
-__all__ = ["Arm", "MemoisedTestError", "StudySettings", "add_study_arguments", "build_kit", "run_study", "running_best", "settings_from_args", "target_identity"]
+__all__ = ["Arm", "MemoisedTestError", "StudySettings", "add_study_arguments", "build_kit", "run_study", "running_best", "settings_from_args", "target_identity", "weights_fingerprint"]
 
 _SIZE_TOLERANCE = 1e-9
 
@@ -262,6 +262,13 @@ def _run_name(arm: Arm, seed: int) -> str:
     text = json.dumps(replace(arm.config, seed=seed).to_dict(), sort_keys=True)
     safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in arm.label)
     return f"{safe}-seed{seed}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+def weights_fingerprint(model: Any) -> str:
+    """The fingerprint a search target of ``model`` has (weights and compressible layers)."""
+    from shrinkml_env.target import CompressionTarget
+
+    return CompressionTarget(model=model, layers=model.compressible_layers(), evaluate=lambda _m: 0.0).fingerprint
 
 
 def target_identity(target) -> dict[str, str]:

@@ -230,3 +230,19 @@ def test_compare_uniform_scores_every_agent_of_a_saved_study(tmp_path, monkeypat
     assert compare_uniform.main(["--search-json", str(path)]) == 0
     with pytest.raises(SystemExit):
         compare_uniform.main(["--search-json", str(tmp_path / "missing.json")])
+
+
+def test_inference_times_searched_ranks_only_from_a_search_of_the_same_model(tmp_path) -> None:
+    from benchmarks.bench_inference import _matrices, searched_ranks
+    from benchmarks.search_study import weights_fingerprint
+
+    model = tiny_model()
+    ranks = [max(1, m.full_rank // 2) for m in _matrices(model)]
+    path = tmp_path / "search.json"
+    study = {"best_known": {"0.5": {"ranks": ranks}},
+             "target_identity": {"name": "default", "fingerprint": weights_fingerprint(model), "data_fingerprint": "x"}}
+    path.write_text(json.dumps(study))
+    assert list(searched_ranks(path, model)["0.5"].values()) == ranks
+    study["target_identity"]["fingerprint"] = "an-older-model"
+    path.write_text(json.dumps(study))
+    assert searched_ranks(path, model) == {}
