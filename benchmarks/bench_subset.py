@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=3.5,
         help="only utterances at most this many seconds long may enter the subset (evaluation time "
-        "grows with audio); the full-pool WER still covers every utterance",
+        "grows with audio); the full-pool WER still covers every utterance; 0: no limit",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write-subset", action="store_true", help="ship the chosen ids")
@@ -123,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
 
     select, held = errors[: args.select_configs], errors[args.select_configs :]
     durations = np.array([u.duration for u in utterances])
+    if args.max_duration < 0:
+        parser.error(f"--max-duration must be >= 0 seconds (0: no limit); got {args.max_duration}")
     eligible = np.flatnonzero(durations <= (args.max_duration or np.inf))
     if len(eligible) < args.size:
         parser.error(f"only {len(eligible)} pool utterances are at most {args.max_duration} s; need --size {args.size}")
