@@ -46,7 +46,7 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--target", default=d.target, help="'default' (shipped model), 'toy' (seconds; tests) or an ASR checkpoint")
     p.add_argument("--constraint", help="clamp, mask or punish (default: mask for maskable_ppo, else clamp)")
-    p.add_argument("--rank-menu", default=d.rank_menu, help="rank menu preset (linear8, linear4, linear16, geometric6, full_range8)")
+    p.add_argument("--rank-menu", default=d.rank_menu, help="rank menu preset (linear8, linear4, linear16, geometric6, full_range8, budget7: centred on the budget)")
     p.add_argument("--granularity", default=d.granularity, help="one action per 'layer' or per 'matrix'")
     p.add_argument("--warmup-episodes", type=int, help="random episodes before learning (default: per agent)")
     p.add_argument("--max-episodes", type=int, help="give up after this many episodes, cache hits included (default: 20 x evaluations)")

@@ -46,6 +46,7 @@ from benchmarks.study_output import (
     write_output,
     write_text,
 )
+from shrinkml_env.env import budget_fraction
 from shrinkml_env.plan import CompressionPlan
 from shrinkml_env.search_space import MENUS
 from shrinkml_env.target import CompressionTarget
@@ -53,9 +54,9 @@ from shrinkml_env.target import CompressionTarget
 QUICK = {"evaluations": 8, "seeds": (0,), "test_utterances": 100, "search_utterances": 50, "jobs": 2}
 
 
-def menu_facts(target: CompressionTarget, menu_name: str, granularity: str = "layer") -> dict[str, Any]:
-    """Static properties of one menu on ``target``."""
-    menu = MENUS[menu_name]
+def menu_facts(target: CompressionTarget, menu_name: str, budget: float, granularity: str = "layer") -> dict[str, Any]:
+    """Static properties of one menu on ``target`` (a budget-relative menu as resolved for ``budget``)."""
+    menu = MENUS[menu_name].at_budget(budget_fraction(target, budget)) if MENUS[menu_name].relative else MENUS[menu_name]
     plan = CompressionPlan(target, menu, granularity)
     full = np.array([m.full_rank for m in plan.matrices])[:, None]
     choices = plan.rank_table[:, : menu.dense_action]  # "keep dense" itself excluded
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     for menu in menus:
         mine = {label.split("/", 1)[1]: arm for label, arm in results.items() if arm["menu"] == menu}
         uniform = next(iter(mine.values()))["runs"][0]["uniform"]
-        blocks[menu] = {"facts": menu_facts(kit.target, menu), "uniform": uniform, "arms": mine}
+        blocks[menu] = {"facts": menu_facts(kit.target, menu, args.budget), "uniform": uniform, "arms": mine}
     plot_curves(output_path("search_space.png", args.output_dir), results,
                 title=f"rank menus at budget {args.budget} (median, min-max over seeds)",
                 references=[("dense model", baseline)])

@@ -295,7 +295,7 @@ _WORKER_STATE: dict[str, tuple[SearchTarget, _RankScorer]] = {}
 
 
 def _row_in_worker(arm: Arm, seed: int, settings: StudySettings, root: str,
-                   curves: dict[tuple[str, str], list[dict]], reward_best: bool) -> dict[str, Any]:
+                   curves: dict[tuple, list[dict]], reward_best: bool) -> dict[str, Any]:
     """One run, searched and scored in a pool process (target and SVDs built once per process)."""
     import torch
 
@@ -309,7 +309,7 @@ def _row_in_worker(arm: Arm, seed: int, settings: StudySettings, root: str,
 
 
 def _rows_in_parallel(runs: list[tuple[Arm, int]], settings: StudySettings, root: Path,
-                      curves: dict[tuple[str, str], list[dict]], reward_best: bool) -> list[dict[str, Any]]:
+                      curves: dict[tuple, list[dict]], reward_best: bool) -> list[dict[str, Any]]:
     """Every run, ``settings.jobs`` at a time, each in its own process; rows in ``runs`` order.
 
     Searches are seeded and independent, so the rows are those a serial study gives; only
@@ -322,11 +322,20 @@ def _rows_in_parallel(runs: list[tuple[Arm, int]], settings: StudySettings, root
         return [future.result() for future in futures]
 
 
+def _curve_key(config: SearchConfig) -> tuple:
+    """What a uniform curve depends on: menu and granularity, and the budget for a menu
+    relative to it (whose fractions the budget sets)."""
+    from shrinkml_env.search_space import make_menu
+
+    relative = make_menu(config.rank_menu).relative
+    return config.rank_menu, config.granularity, config.budget if relative else None
+
+
 def _run_one(arm: Arm, seed: int, kit: SearchTarget, scorer: _RankScorer, root: Path,
-             curves: dict[tuple[str, str], list[dict]], reward_best: bool, test_every: int = 1) -> dict[str, Any]:
+             curves: dict[tuple, list[dict]], reward_best: bool, test_every: int = 1) -> dict[str, Any]:
     config = replace(arm.config, seed=seed)
     run = RunDir(root / _run_name(arm, seed))
-    curve_key = (config.rank_menu, config.granularity)
+    curve_key = _curve_key(config)
     _seed_uniform_curve(run, config, kit, curves.get(curve_key))
     stamps: list[float] = []
     started = time.perf_counter()
@@ -409,7 +418,7 @@ def run_study(
     if len(set(labels)) != len(labels):
         raise ValueError(f"arm labels must be unique; got {labels}")
     scorer = _RankScorer(kit)
-    curves: dict[tuple[str, str], list[dict]] = {}
+    curves: dict[tuple, list[dict]] = {}
     out: dict[str, dict[str, Any]] = {}
     with _runs_root(settings, study) as root:
         everything = [(arm, seed) for arm in arms for seed in arm.seeds or settings.seeds]
@@ -419,7 +428,7 @@ def run_study(
             # curve, which every later run of that menu then reuses instead of re-measuring.
             firsts = {}
             for arm, seed in everything:
-                firsts.setdefault((arm.config.rank_menu, arm.config.granularity), (arm, seed))
+                firsts.setdefault(_curve_key(arm.config), (arm, seed))
             for arm, seed in firsts.values():
                 rows[arm.label, seed] = _run_one(arm, seed, kit, scorer, root, curves, reward_best,
                                                  settings.test_every)

@@ -122,7 +122,10 @@ class ShrinkMLEnv(gym.Env):
       actions masked out through ``action_masks()``, for sb3-contrib's MaskablePPO; an
       infeasible action is clamped like ``"clamp"``), ``"punish"`` (no limit; terminal penalty).
     * ``rank_menu``: menu preset name (``linear8``, ``linear4``, ``linear16``,
-      ``geometric6``, ``full_range8``), fractions, or a :class:`RankMenu`.
+      ``geometric6``, ``full_range8``, ``budget7``), fractions, or a :class:`RankMenu`.
+      ``budget7`` is relative: its fractions are 0.5×–2× the common fraction at which all
+      matrices alike just fit ``budget``, so action 3 everywhere is uniform compression at
+      the budget and the agent searches reallocations around it.
     * ``granularity``: ``"layer"`` or ``"matrix"``.
     * ``cache``: None (in-memory cache) or a path to an SQLite cache shared between processes.
     * ``device``: torch device for evaluation.
@@ -179,6 +182,8 @@ class ShrinkMLEnv(gym.Env):
         self.granularity = granularity
         self.continuous = bool(continuous)
         self.target = resolve_target(target, device=device)
+        if self.menu.relative:
+            self.menu = self.menu.at_budget(budget_fraction(self.target, self.budget))
         self.plan = CompressionPlan(self.target, self.menu, granularity, device=torch.device(device))
         self.cache = EvaluationCache(cache)
         self.steps = self.plan.n_units
@@ -365,3 +370,10 @@ class ShrinkMLEnv(gym.Env):
             "reward_name": self.reward_fn.name,
             "cache_hit": hit,
         }
+
+
+def budget_fraction(target: CompressionTarget, budget: float) -> float:
+    """The common rank fraction at which every compressible matrix alike just fits ``budget``."""
+    from shrinkml_env.compression import all_matrices, describe_layers, uniform_fraction_at_size
+
+    return uniform_fraction_at_size(all_matrices(describe_layers(target.model, target.layers)), budget)

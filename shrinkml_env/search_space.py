@@ -7,6 +7,9 @@ matrix's break-even rank ``m·n/(m+n)`` also keeps that matrix dense, so no choi
 layer. Only ranks below break-even save space — for LSTM matrices (4H × H or 4H × 2H) that is
 below 67–80% of full rank — and a prototype found useful ranks at or below half of full rank,
 hence the default: eight steps of 1/16 up to 1/2.
+
+A *relative* menu (``budget7``) holds multiples of the budget's uniform fraction instead; the
+environment resolves it for its budget (:meth:`RankMenu.at_budget`).
 """
 
 from __future__ import annotations
@@ -22,16 +25,36 @@ class RankMenu:
 
     fractions: tuple[float, ...]
     name: str = "custom"
+    # True: ``fractions`` are multiples of the budget's uniform fraction (see :meth:`at_budget`)
+    relative: bool = False
 
     def __post_init__(self) -> None:
         fractions = tuple(float(f) for f in self.fractions)
         object.__setattr__(self, "fractions", fractions)
         if not fractions:
             raise ValueError("a rank menu needs at least one fraction besides 'keep dense'; got none")
-        if any(not 0.0 < f <= 1.0 for f in fractions):
+        if self.relative and any(not 0.0 < f for f in fractions):
+            raise ValueError(f"relative menu multipliers must be > 0; got {fractions}")
+        if not self.relative and any(not 0.0 < f <= 1.0 for f in fractions):
             raise ValueError(f"rank fractions must lie in (0, 1]; got {fractions}")
         if any(b <= a for a, b in zip(fractions, fractions[1:])):
             raise ValueError(f"rank fractions must be strictly ascending; got {fractions}")
+
+    def at_budget(self, uniform_fraction: float) -> RankMenu:
+        """The absolute menu of a relative one, for a budget whose uniform fraction is given.
+
+        ``uniform_fraction`` is the common rank fraction at which every matrix alike just fits
+        the budget (:func:`~shrinkml_env.compression.uniform_fraction_at_size`). Multiplier 1
+        is then exactly that uniform compression, so the hand-picked baseline is one point of
+        the space and every other point is a reallocation around it. Fractions above 1 are
+        cut to 1 (and repeats dropped).
+        """
+        if not self.relative:
+            return self
+        if not 0.0 < uniform_fraction <= 1.0:
+            raise ValueError(f"uniform_fraction must lie in (0, 1]; got {uniform_fraction}")
+        absolute = sorted({min(1.0, m * uniform_fraction) for m in self.fractions})
+        return RankMenu(tuple(absolute), f"{self.name}@{uniform_fraction:.4f}")
 
     @property
     def size(self) -> int:
@@ -75,6 +98,9 @@ MENUS: dict[str, RankMenu] = {
     "geometric6": RankMenu.geometric(6),
     # The naive space: the whole rank range, most of which cannot save anything.
     "full_range8": RankMenu.linear(8, 1.0),
+    # Centred on the budget: multiples of the uniform fraction that just fits it, so the
+    # uniform allocation is in the space and the agent searches reallocations around it.
+    "budget7": RankMenu((0.5, 0.65, 0.8, 1.0, 1.25, 1.55, 2.0), "budget7", relative=True),
 }
 
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import shrinkml_env  # noqa: F401  (registers the env)
 from shrinkml_env.env import OBSERVATION_FEATURES, ShrinkMLEnv
 from shrinkml_env.records import EpisodeRecord
+from shrinkml_env.search_space import MENUS, RankMenu
 from shrinkml_env.target import CompressionTarget
 
 
@@ -238,3 +239,27 @@ def test_module_prefixed_id_from_a_bare_interpreter():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "(16,)" in out.stdout
+
+
+@pytest.mark.parametrize("budget", [0.3, 0.5])
+def test_budget_relative_menu_holds_uniform_compression_at_the_budget(target, budget):
+    from shrinkml_env.compression import all_matrices, describe_layers, uniform_ranks_at_size
+
+    env = make(target, budget=budget, rank_menu="budget7")
+    assert not env.menu.relative and env.menu.name.startswith("budget7@")
+    one = list(MENUS["budget7"].fractions).index(1.0)
+    _, _, info = run_episode(env, [one] * env.steps)
+    uniform, size = uniform_ranks_at_size(all_matrices(describe_layers(target.model, target.layers)), budget)
+    assert info["ranks"] == list(uniform.values())  # "1x everywhere" is uniform at the budget
+    assert info["size_ratio"] == pytest.approx(size) and size <= budget
+    # Every other point reallocates around it: the menu spans below and above that fraction.
+    assert env.menu.fractions[0] < env.menu.fractions[one] < env.menu.fractions[-1]
+
+
+def test_relative_menu_multipliers_are_checked_and_clipped_to_full_rank():
+    with pytest.raises(ValueError, match="multipliers must be > 0"):
+        RankMenu((0.0, 1.0), relative=True)
+    menu = RankMenu((0.5, 1.0, 3.0, 4.0), "wide", relative=True).at_budget(0.4)
+    assert menu.fractions == pytest.approx((0.2, 0.4, 1.0)) and not menu.relative
+    absolute = RankMenu((0.25, 0.5))
+    assert absolute.at_budget(0.3) is absolute

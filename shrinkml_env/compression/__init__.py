@@ -21,6 +21,7 @@ from shrinkml_env.compression.layers import LayerSpec, MatrixSpec, all_matrices,
 from shrinkml_env.compression.ranks import (
     rank_for_fraction,
     ranks_from_layer_fractions,
+    uniform_fraction_at_size,
     uniform_ranks_at_size,
     validate_ranks,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "matrix_parameter_count",
     "rank_for_fraction",
     "ranks_from_layer_fractions",
+    "uniform_fraction_at_size",
     "uniform_ranks_at_size",
     "save_factorised",
     "size_ratio",

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from shrinkml_env.compression.layers import LayerSpec, MatrixSpec, all_matrices
 from shrinkml_env.compression.size import size_ratio
 
-__all__ = ["rank_for_fraction", "ranks_from_layer_fractions", "uniform_ranks_at_size", "validate_ranks"]
+__all__ = ["rank_for_fraction", "ranks_from_layer_fractions", "uniform_fraction_at_size", "uniform_ranks_at_size", "validate_ranks"]
 
 
 def rank_for_fraction(matrix: MatrixSpec, fraction: float) -> int:
@@ -47,25 +47,33 @@ def uniform_ranks_at_size(
         ValueError: If ``size`` is not in ``(0, 1]`` or no uniform fraction reaches it.
     """
     matrices = tuple(matrices)
+    fraction = uniform_fraction_at_size(matrices, size, at_least=at_least)
+    ranks = {m.key: rank_for_fraction(m, fraction) for m in matrices}
+    return ranks, size_ratio(matrices, ranks)
+
+
+def uniform_fraction_at_size(matrices: Sequence[MatrixSpec], size: float, *, at_least: bool = False) -> float:
+    """The common rank fraction behind :func:`uniform_ranks_at_size` (same arguments and errors)."""
+    matrices = tuple(matrices)
     if not 0.0 < size <= 1.0:
         raise ValueError(f"size ratio {size} outside (0, 1]; give kept / dense compressible parameters")
 
-    def at(fraction: float) -> tuple[dict[str, int], float]:
-        ranks = {m.key: rank_for_fraction(m, fraction) for m in matrices}
-        return ranks, size_ratio(matrices, ranks)
+    def ratio_at(fraction: float) -> float:
+        return size_ratio(matrices, {m.key: rank_for_fraction(m, fraction) for m in matrices})
 
     # Size grows with the fraction in steps; bisect for the step's edge on the right side.
     low, high = 0.0, 1.0
     for _ in range(48):
         middle = (low + high) / 2
-        fits = at(middle)[1] < size if at_least else at(middle)[1] <= size
+        fits = ratio_at(middle) < size if at_least else ratio_at(middle) <= size
         low, high = (middle, high) if fits else (low, middle)
-    ranks, ratio = at(high) if at_least else at(max(low, 1e-9))
+    fraction = high if at_least else max(low, 1e-9)
+    ratio = ratio_at(fraction)
     if (ratio < size) if at_least else (ratio > size):
-        smallest = at(1e-9)[1]
+        smallest = ratio_at(1e-9)
         raise ValueError(f"no uniform rank fraction gives a size ratio {'>=' if at_least else '<='} {size}; "
                          f"uniform sizes range from {smallest:.4f} to 1.0")
-    return ranks, ratio
+    return fraction
 
 
 def ranks_from_layer_fractions(
