@@ -35,6 +35,7 @@ from benchmarks.search_study import (
     parse_names,
     run_study,
     settings_from_args,
+    target_identity,
 )
 from benchmarks.study_output import (
     fmt,
@@ -127,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         "note": quick_note(settings),
         "settings": {**settings.to_dict(), "budget": args.budget, "agents": list(agents), "menus": list(menus)},
         "test_description": kit.test_description,
+        "target_identity": target_identity(kit.target),
         "baseline_test_wer": baseline,
         "plot": "search_space.png",
         "menus": blocks,

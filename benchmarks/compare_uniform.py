@@ -8,7 +8,8 @@ the test split (all of it by default) and compared with a paired bootstrap inter
 test utterances. Decodes are memoised, so configurations several runs share (a
 deterministic baseline, a common uniform opponent) are decoded once.
 
-Writes ``search_vs_uniform.json`` and ``search_vs_uniform.md`` beside the input (or to
+Also reads a ``search_space.json`` (one group per rank menu). Writes ``<input>_vs_uniform.json``
+and ``.md`` (``search_vs_uniform.json`` for a ``search.json``) beside the input (or to
 ``--output-dir``).
 
 Run::
@@ -28,6 +29,15 @@ from benchmarks.bench_search import UniformComparison, compare_with_uniform
 from benchmarks.common import run_metadata
 from benchmarks.search_study import count_or_all, parse_floats, parse_names, weights_fingerprint
 from benchmarks.study_output import set_threads, write_output, write_text
+
+
+def study_groups(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Arms by group: per budget for a ``search.json``; per rank menu (``"budget/menu"``) for
+    a ``search_space.json``, whose menus all ran at one budget."""
+    if "menus" in data:
+        budget = data["settings"]["budget"]
+        return {f"{budget}/{menu}": block["arms"] for menu, block in data["menus"].items()}
+    return {budget: block["arms"] for budget, block in data["budgets"].items()}
 
 
 def summary_markdown(payload: dict[str, Any]) -> str:
@@ -58,9 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.search_json.is_file():
         parser.error(f"--search-json {args.search_json} does not exist; give a search.json that bench_search wrote")
     data = json.loads(args.search_json.read_text(encoding="utf-8"))
-    budgets = [b for b in data["budgets"] if not args.budgets or float(b) in parse_floats(args.budgets)]
+    groups = study_groups(data)
+    budgets = [b for b in groups if not args.budgets or float(b.split("/")[0]) in parse_floats(args.budgets)]
     if not budgets:
-        parser.error(f"--budgets {args.budgets!r} matches none of the file's budgets {list(data['budgets'])}")
+        parser.error(f"--budgets {args.budgets!r} matches none of the file's budgets {list(groups)}")
     target = data["settings"]["target"]
     if target == "toy":
         parser.error("the toy target has no test split; this comparison needs an ASR target")
@@ -72,13 +83,14 @@ def main(argv: list[str] | None = None) -> int:
     payload: dict[str, Any] = {"meta": run_metadata(), "search_json": str(args.search_json),
                                "search_meta": data.get("meta"), "test_utterances": args.test_utterances, "budgets": {}}
     for budget in budgets:
-        arms = {k: v for k, v in data["budgets"][budget]["arms"].items() if k != "reference"}
+        arms = {k: v for k, v in groups[budget].items() if k != "reference"}
         agents = parse_names(args.agents) or tuple(arms)
         payload["budgets"][budget] = compare_with_uniform(arms, agents, compare)
     output_dir = args.output_dir or args.search_json.parent
-    path = write_output("search_vs_uniform.json", payload, output_dir)
+    stem = f"{args.search_json.stem}_vs_uniform"
+    path = write_output(f"{stem}.json", payload, output_dir)
     text = summary_markdown(payload)
-    write_text("search_vs_uniform.md", text, output_dir)
+    write_text(f"{stem}.md", text, output_dir)
     print(text)
     print(f"wrote {path}")
     return 0

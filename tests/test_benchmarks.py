@@ -246,3 +246,22 @@ def test_inference_times_searched_ranks_only_from_a_search_of_the_same_model(tmp
     study["target_identity"]["fingerprint"] = "an-older-model"
     path.write_text(json.dumps(study))
     assert searched_ranks(path, model) == {}
+
+
+def test_compare_uniform_reads_a_search_space_study_per_menu(tmp_path, monkeypatch) -> None:
+    from benchmarks import compare_uniform
+
+    dense = tiny_model()
+    comparison = bench_search.UniformComparison(dense, _DistanceScore(dense), resamples=200)
+    monkeypatch.setattr(bench_search.UniformComparison, "on_test_set", classmethod(lambda cls, *a: comparison))
+    even = [max(1, m.full_rank // 2) for m in comparison.matrices]
+    arms = {"ppo": {"runs": [{"seed": 0, "best": {"ranks": even}}]}}
+    study = {"settings": {"target": "default", "budget": 0.3}, "meta": {},
+             "menus": {"linear8": {"arms": arms}, "budget7": {"arms": arms}}}
+    path = tmp_path / "search_space.json"
+    path.write_text(json.dumps(study))
+    assert compare_uniform.main(["--search-json", str(path)]) == 0
+    out = json.loads((tmp_path / "search_space_vs_uniform.json").read_text())["budgets"]
+    assert set(out) == {"0.3/linear8", "0.3/budget7"}
+    assert out["0.3/budget7"]["ppo"]["runs"][0]["difference"] == 0  # uniform against itself
+    assert not (tmp_path / "search_vs_uniform.json").exists()
