@@ -5,9 +5,10 @@ and ends with one table: the dense model's test WER, the searched configuration'
 test WER, and uniform compression (the same rank fraction everywhere, the paper's manual
 baseline) at the same budget and at the searched configuration's own size. The evaluation
 budget is sized for 2 CPU cores: one search-subset evaluation of the shipped model takes
-1.25 s at two threads (``benchmarks/results/subset.json``), and a 100-evaluation PPO search
-at budget 0.3 took 219 s at two threads in the search study (``search.json``, seed 0). The
-whole demo measured 7.2 minutes with the previous, 4.2 s subset; it is shorter now.
+0.96 s at two threads (``benchmarks/results/subset.json``), and a 100-evaluation PPO search
+at budget 0.3 took 141–200 s at one thread per run, two runs side by side, in the search
+study (``search.json``). The whole demo measured 7.2 minutes with an earlier, 4.2 s subset;
+it is shorter now.
 """
 
 from __future__ import annotations
