@@ -47,7 +47,7 @@ from benchmarks.study_output import (
     write_output,
     write_text,
 )
-from shrinkml_env.env import budget_fraction
+from shrinkml_env.env import menu_at_budget
 from shrinkml_env.plan import CompressionPlan
 from shrinkml_env.search_space import MENUS
 from shrinkml_env.target import CompressionTarget
@@ -57,7 +57,7 @@ QUICK = {"evaluations": 8, "seeds": (0,), "test_utterances": 100, "search_uttera
 
 def menu_facts(target: CompressionTarget, menu_name: str, budget: float, granularity: str = "layer") -> dict[str, Any]:
     """Static properties of one menu on ``target`` (a budget-relative menu as resolved for ``budget``)."""
-    menu = MENUS[menu_name].at_budget(budget_fraction(target, budget)) if MENUS[menu_name].relative else MENUS[menu_name]
+    menu = menu_at_budget(MENUS[menu_name], target, budget)
     plan = CompressionPlan(target, menu, granularity)
     full = np.array([m.full_rank for m in plan.matrices])[:, None]
     choices = plan.rank_table[:, : menu.dense_action]  # "keep dense" itself excluded

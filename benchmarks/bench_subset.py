@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write-subset", action="store_true", help="ship the chosen ids")
     parser.add_argument("--output-dir", type=Path, default=RESULTS, help="where the JSON goes (default: %(default)s)")
     args = parser.parse_args(argv)
+    if args.max_duration < 0:
+        parser.error(f"--max-duration must be >= 0 seconds (0: no limit); got {args.max_duration}")
     try:
         low, high = (float(x) for x in args.probe_sizes.split(","))
     except ValueError:
@@ -123,8 +125,6 @@ def main(argv: list[str] | None = None) -> int:
 
     select, held = errors[: args.select_configs], errors[args.select_configs :]
     durations = np.array([u.duration for u in utterances])
-    if args.max_duration < 0:
-        parser.error(f"--max-duration must be >= 0 seconds (0: no limit); got {args.max_duration}")
     eligible = np.flatnonzero(durations <= (args.max_duration or np.inf))
     if len(eligible) < args.size:
         parser.error(f"only {len(eligible)} pool utterances are at most {args.max_duration} s; need --size {args.size}")

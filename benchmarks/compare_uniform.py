@@ -77,9 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("the toy target has no test split; this comparison needs an ASR target")
     compare = UniformComparison.on_test_set(target, args.test_utterances)
     measured_on = (data.get("target_identity") or {}).get("fingerprint")
-    if measured_on is not None and measured_on != weights_fingerprint(compare.model):
+    if measured_on is not None and measured_on != (holds := weights_fingerprint(compare.model)):
         parser.error(f"{args.search_json} was searched on another model (fingerprint {measured_on}) than "
-                     f"target {target!r} holds now ({weights_fingerprint(compare.model)}); rerun bench_search on it")
+                     f"target {target!r} holds now ({holds}); rerun bench_search on it")
     payload: dict[str, Any] = {"meta": run_metadata(), "search_json": str(args.search_json),
                                "search_meta": data.get("meta"), "test_utterances": args.test_utterances, "budgets": {}}
     for budget in budgets:

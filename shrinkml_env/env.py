@@ -182,8 +182,7 @@ class ShrinkMLEnv(gym.Env):
         self.granularity = granularity
         self.continuous = bool(continuous)
         self.target = resolve_target(target, device=device)
-        if self.menu.relative:
-            self.menu = self.menu.at_budget(budget_fraction(self.target, self.budget))
+        self.menu = menu_at_budget(self.menu, self.target, self.budget)
         self.plan = CompressionPlan(self.target, self.menu, granularity, device=torch.device(device))
         self.cache = EvaluationCache(cache)
         self.steps = self.plan.n_units
@@ -372,8 +371,12 @@ class ShrinkMLEnv(gym.Env):
         }
 
 
-def budget_fraction(target: CompressionTarget, budget: float) -> float:
-    """The common rank fraction at which every compressible matrix alike just fits ``budget``."""
+def menu_at_budget(menu: RankMenu, target: CompressionTarget, budget: float) -> RankMenu:
+    """``menu`` as the env uses it at ``budget``: a relative menu resolved around the common
+    rank fraction at which every compressible matrix alike just fits the budget; an absolute
+    menu as it is."""
+    if not menu.relative:
+        return menu
     from shrinkml_env.compression import all_matrices, describe_layers, uniform_fraction_at_size
 
-    return uniform_fraction_at_size(all_matrices(describe_layers(target.model, target.layers)), budget)
+    return menu.at_budget(uniform_fraction_at_size(all_matrices(describe_layers(target.model, target.layers)), budget))
