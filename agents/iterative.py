@@ -55,7 +55,7 @@ from agents.search import run_search
 from agents.targets import SearchTarget
 from asr.checkpoint import is_factorised, load_checkpoint, save_checkpoint, save_factorised_asr
 from asr.data import prepare_feature_batches
-from asr.evaluate import evaluate_batches
+from asr.evaluate import evaluate_batches, on_device
 from asr.features import LogMelFrontend
 from asr.finetune import (
     FinetuneConfig,
@@ -283,6 +283,7 @@ def _prepare(run: RunDir, config: IterativeConfig, source: ASRModel, tokenizer: 
                          "choose an empty or new folder for --out")
     dense = densify(source) if is_factorised(source) else source
     dev_batches = prepare_feature_batches(list(data.dev)[: config.finetune.dev_utterances], LogMelFrontend(), tokenizer)
+    dense = on_device(dense, config.finetune.device)
     baseline = {"dev_wer": evaluate_batches(dense, tokenizer, dev_batches).wer,
                 "test_wer": evaluate_batches(dense, tokenizer, test_batches).wer}
     run.path.mkdir(parents=True, exist_ok=True)
@@ -316,12 +317,12 @@ def _run_round(config: IterativeConfig, round_dir: Path, k: int, previous: ASRMo
                         {"iterative_round": k, "rank_cap": cap})
     start, _, _ = load_checkpoint(start_path)
     previous_size = None if k == 0 else _size_ratio(previous)
-    floor = menu_floor(start, config.search.rank_menu)
+    floor = menu_floor(start, config.search.rank_menu, config.budget(previous_size))
     if previous_size is not None and floor >= previous_size:
         logger.warning("round %d: the rank menu cannot go below %.4f, the previous size %.4f", k, floor, previous_size)
         return None, "menu_floor"
     budget = max(config.budget(previous_size), floor)
-    kit = search_kit(start_path, f"round-{k}", data, tokenizer, test_batches)
+    kit = search_kit(start_path, f"round-{k}", data, tokenizer, test_batches, device=config.finetune.device)
     search = run_search(replace(config.search, budget=budget, target=str(start_path)), round_dir / "search", kit,
                         progress=None if search_progress is None else (lambda p: search_progress(k, p)))
     if search.best is None:
@@ -357,17 +358,24 @@ def _run_round(config: IterativeConfig, round_dir: Path, k: int, previous: ASRMo
     }, None
 
 
-def menu_floor(model: ASRModel, rank_menu: str) -> float:
-    """Smallest size ratio ``rank_menu`` reaches on the dense ``model`` (every matrix at its smallest fraction)."""
+def menu_floor(model: ASRModel, rank_menu: str, budget: float = 1.0) -> float:
+    """Smallest size ratio ``rank_menu`` reaches on the dense ``model`` (every matrix at its smallest fraction).
+
+    A budget-relative menu (``budget7``) is resolved at ``budget`` first, so its floor moves with it.
+    """
     from shrinkml_env.compression import (
         all_matrices,
         compressible_parameter_count,
         rank_for_fraction,
+        uniform_fraction_at_size,
     )
     from shrinkml_env.search_space import make_menu
 
     matrices = all_matrices(describe_layers(model, model.compressible_layers()))
-    smallest = make_menu(rank_menu).fractions[0]
+    menu = make_menu(rank_menu)
+    if menu.relative:
+        menu = menu.at_budget(uniform_fraction_at_size(matrices, budget))
+    smallest = menu.fractions[0]
     ranks = {m.key: rank_for_fraction(m, smallest) for m in matrices}
     return compressible_parameter_count(matrices, ranks) / compressible_parameter_count(matrices)
 
@@ -377,12 +385,16 @@ def _size_ratio(model: ASRModel) -> float:
     return now / dense
 
 
-def search_kit(start: Path, name: str, data: ASRData, tokenizer: Any, test_batches: list) -> SearchTarget:
-    """The dense ASR checkpoint ``start`` as a search target: search subset and test set from ``data``."""
+def search_kit(start: Path, name: str, data: ASRData, tokenizer: Any, test_batches: list,
+               device: str = "cpu") -> SearchTarget:
+    """The dense ASR checkpoint ``start`` as a search target: search subset and test set from ``data``.
+
+    The search evaluates on the CPU; the test WER of what it finds is decoded on ``device``.
+    """
     from asr.target import asr_target
 
     def test_error(model) -> float:
-        return evaluate_batches(model, tokenizer, test_batches).wer
+        return evaluate_batches(on_device(model, device), tokenizer, test_batches).wer
 
     def save(out: Path, model, meta: dict[str, Any]) -> None:
         save_factorised_asr(out, model, tokenizer, meta)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import torch
 
 from asr.data import FeatureBatch
 from asr.decoding import BeamConfig, beam_search, greedy_decode
@@ -12,7 +15,7 @@ from asr.metrics import ErrorRates, error_rates, word_errors
 from asr.model import ASRModel
 from asr.text import CharTokenizer
 
-__all__ = ["Evaluation", "decode_batches", "evaluate_batches"]
+__all__ = ["Evaluation", "decode_batches", "evaluate_batches", "on_device"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,13 @@ def decode_batches(
     finally:
         model.train(was_training)
     return hypotheses
+
+
+def on_device(model: ASRModel, device: str | torch.device) -> ASRModel:
+    """``model`` itself when it already lives on ``device``, else a copy moved there (the given one stays put)."""
+    if next(model.parameters()).device == torch.device(device):
+        return model
+    return copy.deepcopy(model).to(device)
 
 
 def evaluate_batches(

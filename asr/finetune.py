@@ -35,7 +35,7 @@ import torch
 
 from asr.checkpoint import load_checkpoint, save_model
 from asr.data import duration_batches, prepare_feature_batches
-from asr.evaluate import evaluate_batches
+from asr.evaluate import evaluate_batches, on_device
 from asr.features import LogMelFrontend
 from asr.manifest import Utterance
 from asr.model import ASRModel
@@ -304,8 +304,10 @@ def finetune(
     dev_batches = prepare_feature_batches(list(dev_set)[: config.dev_utterances], LogMelFrontend(), tokenizer)
     before = _read_json(run_dir / "before.json")
     if before is None:
-        before = {"dev_wer": evaluate_batches(model, tokenizer, dev_batches).wer,
-                  "test_wer": evaluate_batches(model, tokenizer, test_batches).wer}
+        moved = on_device(model, config.device)
+        before = {"dev_wer": evaluate_batches(moved, tokenizer, dev_batches).wer,
+                  "test_wer": evaluate_batches(moved, tokenizer, test_batches).wer}
+        del moved
         _write_json(run_dir / "before.json", before)
     outcome = train(
         model.config, config.train_config(total), train_set, dev_set, run_dir,
@@ -322,7 +324,7 @@ def finetune(
     if outcome.updates < total:
         return result
     best, _, meta = load_checkpoint(outcome.best_checkpoint)
-    test_wer = evaluate_batches(best, tokenizer, test_batches).wer
+    test_wer = evaluate_batches(on_device(best, config.device), tokenizer, test_batches).wer
     model_file = run_dir / "model.pt"
     result = replace(result, test_wer=test_wer, model_file=model_file)
     keep = {k: v for k, v in meta.items() if k not in ("asr_config", "tokenizer")}

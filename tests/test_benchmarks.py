@@ -265,3 +265,49 @@ def test_compare_uniform_reads_a_search_space_study_per_menu(tmp_path, monkeypat
     assert set(out) == {"0.3/linear8", "0.3/budget7"}
     assert out["0.3/budget7"]["ppo"]["runs"][0]["difference"] == 0  # uniform against itself
     assert not (tmp_path / "search_vs_uniform.json").exists()
+
+
+def _arm(name: str, test_wer: float, *, compression: float = 5.2, baseline: float = 0.30, **settings) -> dict:
+    result = {"compression": compression, "test_wer": test_wer, "size_ratio": 1 / compression,
+              "finetune_updates": 600}
+    if name == "iterative":
+        result.update(within_tolerance=True, rounds=[], evaluations=150)
+    return {"arm": name, "baseline_test_wer": baseline, "result": result,
+            "settings": {"budget": 0.4, "target_size": 0.2, **settings}}
+
+
+def test_finetune_arms_merge_into_one_result_with_relative_increases():
+    from benchmarks.bench_finetune import merge_arms
+
+    merged = merge_arms([_arm("iterative", 0.312), _arm("rl_finetuned", 0.33), _arm("uniform_finetuned", 0.36),
+                         _arm("dense_finetuned", 0.29, compression=1.0)])
+    assert merged["baseline_test_wer"] == 0.30
+    assert merged["iterative"]["relative_test_wer_increase"] == pytest.approx(0.04)
+    assert merged["aim_met"] is True and merged["equal_updates"] is True
+    worse = merge_arms([_arm("iterative", 0.33), _arm("rl_finetuned", 0.33), _arm("uniform_finetuned", 0.36),
+                        _arm("dense_finetuned", 0.29, compression=1.0)])
+    assert worse["aim_met"] is False  # 10 % over the dense model
+
+
+@pytest.mark.parametrize("parts, match", [
+    ([_arm("iterative", 0.3)], "arms missing: rl_finetuned, uniform_finetuned, dense_finetuned"),
+    ([_arm("iterative", 0.3), _arm("iterative", 0.3)], "arm 'iterative' given twice"),
+    ([{"arm": "bogus"}], "not a bench_finetune arm record"),
+    ([_arm("iterative", 0.3), _arm("rl_finetuned", 0.3, budget=0.5), _arm("uniform_finetuned", 0.3),
+      _arm("dense_finetuned", 0.3)], r"arm 'rl_finetuned' ran with other settings \(budget\)"),
+    ([_arm("iterative", 0.3), _arm("rl_finetuned", 0.3, baseline=0.4), _arm("uniform_finetuned", 0.3),
+      _arm("dense_finetuned", 0.3)], "the arms scored different dense models"),
+])
+def test_finetune_merge_refuses_incomplete_or_mismatched_arms(parts, match):
+    from benchmarks.bench_finetune import merge_arms
+
+    with pytest.raises(ValueError, match=match):
+        merge_arms(parts)
+
+
+def test_finetune_planned_rounds_follow_the_budget_schedule():
+    from benchmarks.bench_finetune import BenchConfig
+
+    assert BenchConfig(budget=0.4, target_size=0.2).planned_rounds() == 3  # 0.4, 0.28, 0.2
+    assert BenchConfig(budget=0.5, target_size=0.2).planned_rounds() == 4  # 0.5, 0.35, 0.245, 0.2
+    assert BenchConfig(budget=0.2, target_size=0.2).planned_rounds() == 1

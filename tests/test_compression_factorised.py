@@ -92,6 +92,35 @@ def test_lstm_cache_follows_weight_updates_and_gradients_reach_factors():
     assert factorised.weight_hh_l0_u.grad is not None and factorised.weight_hh_l0_v.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("num_layers, bidirectional, batch_first, ranks", CASES)
+def test_training_through_the_dense_product_matches_the_factorised_loop(num_layers, bidirectional,
+                                                                         batch_first, ranks):
+    # the GPU training route (stock fused kernel on U @ V), forced on here: same outputs, states
+    # and factor gradients as the per-step loop, on padded (with lengths), packed and full batches
+    torch.manual_seed(3)
+    stock = nn.LSTM(5, 6, num_layers=num_layers, bidirectional=bidirectional, batch_first=batch_first)
+    factors = _factorise(stock, ranks)
+    loop = FactorisedLSTM.from_dense(stock, factors).train()
+    fused = FactorisedLSTM.from_dense(stock, factors).train()
+    fused.train_through_dense = True
+    x = torch.randn(3, 7, 5) if batch_first else torch.randn(7, 3, 5)
+    lengths = torch.tensor([4, 7, 2])
+    packed = pack_padded_sequence(x, lengths, batch_first=batch_first, enforce_sorted=False)
+    for args, kwargs in (((x,), {"lengths": lengths}), ((packed,), {}), ((x,), {})):
+        results = []
+        for module in (loop, fused):
+            module.zero_grad()
+            out, (h, c) = module(*args, **kwargs)
+            data = out.data if isinstance(out, nn.utils.rnn.PackedSequence) else out
+            (data.square().sum() + h.sum() + c.sum()).backward()
+            results.append((data, h, c, {n: p.grad.clone() for n, p in module.named_parameters()}))
+        torch.testing.assert_close(results[1][:3], results[0][:3])
+        torch.testing.assert_close(results[1][3], results[0][3])
+    assert any(name.endswith("_u") for name in results[1][3]) or not ranks
+    fused.eval()  # inference keeps the factorised loop, whatever the setting
+    assert not fused._through_dense(x)
+
+
 def test_cell_and_linear_match_stock():
     torch.manual_seed(3)
     cell = nn.LSTMCell(5, 6)

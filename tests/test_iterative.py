@@ -92,6 +92,13 @@ def test_menu_floor_is_the_smallest_uniform_size():
     assert 0.0 < floor < 0.1
 
 
+def test_a_relative_menus_floor_moves_with_the_budget():
+    # budget7's smallest entry is half the budget's uniform fraction: below the budget, never a stop
+    model = tiny_model(0)
+    at_half, at_fifth = menu_floor(model, "budget7", 0.5), menu_floor(model, "budget7", 0.2)
+    assert at_fifth < at_half < 0.5 and at_fifth < 0.2
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(search=SearchConfig(target="toy", budget=0.5)), "target 'toy' has no training data"),
     (dict(target_size=0.6), r"target_size must be in \(0, budget=0.5\]"),

@@ -12,10 +12,18 @@ How it runs (shape legend: T frames, B batch, D directions, H hidden size, r ran
 Inference caches the transposed/reordered weights and rebuilds them only when
 a parameter changes (its version counter moves); with autograd on they are
 rebuilt every call so gradients flow to the factors.
+
+Training on a GPU takes another route (``train_through_dense``): each matrix is
+materialised as ``U @ V`` and the stock fused LSTM kernel (cuDNN) runs on those
+weights, so gradients still reach only the factors and the ranks stay fixed. A
+per-step loop launches kernels for every frame, which a GPU pays for dearly; the
+low-rank saving is an inference matter, and a training step gains nothing from it
+there. On the CPU the factorised loop is the faster of the two and stays.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 
 import torch
@@ -96,6 +104,8 @@ class FactorisedLSTM(FactorisedModule):
         return module.to(lstm.weight_ih_l0.device)
 
     proj_size = 0  # stock attribute read by some model code; projections are not supported
+    # None: train through the dense product on CUDA only (see the module docstring); True/False force it
+    train_through_dense: bool | None = None
 
     def flatten_parameters(self) -> None:
         """No-op, for model code that calls ``nn.LSTM.flatten_parameters`` (no flat buffer here)."""
@@ -158,9 +168,44 @@ class FactorisedLSTM(FactorisedModule):
             raise ValueError(f"lengths must lie in [1, {frames}], got {lengths.tolist()}")
         return lengths
 
+    def _through_dense(self, x: Tensor) -> bool:
+        if not (self.training and torch.is_grad_enabled()):
+            return False
+        return x.is_cuda if self.train_through_dense is None else bool(self.train_through_dense)
+
+    def _run_dense_product(self, x: Tensor, lengths: Tensor | None, hx: tuple[Tensor, Tensor] | None
+                           ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """The stock LSTM kernel on the materialised matrices ``U @ V`` (training on a GPU)."""
+        frames, batch = x.size(0), x.size(1)
+        directions = 2 if self.bidirectional else 1
+        if hx is None:
+            zeros = x.new_zeros(self.num_layers * directions, batch, self.hidden_size)
+            hx = (zeros, zeros)
+        weights: list[Tensor] = []
+        for k in range(self.num_layers):
+            for d in range(directions):
+                sfx = f"_l{k}" + ("_reverse" if d else "")
+                weights += [self.dense_matrix(f"weight_ih{sfx}"), self.dense_matrix(f"weight_hh{sfx}")]
+                if self.bias:
+                    weights += [getattr(self, f"bias_ih{sfx}"), getattr(self, f"bias_hh{sfx}")]
+        hx = (hx[0].contiguous(), hx[1].contiguous())
+        with warnings.catch_warnings():  # cuDNN notes that fresh weights are not one flat buffer
+            warnings.filterwarnings("ignore", message=".*contiguous chunk of memory.*")
+            if lengths is None or bool((lengths == frames).all()):
+                out, h, c = torch.lstm(x, hx, weights, self.bias, self.num_layers, self.dropout, self.training,
+                                       self.bidirectional, False)
+                return out, (h, c)
+            packed = pack_padded_sequence(x, lengths, enforce_sorted=True)
+            data, h, c = torch.lstm(packed.data, packed.batch_sizes, hx, weights, self.bias, self.num_layers,
+                                    self.dropout, self.training, self.bidirectional)
+        out, _ = pad_packed_sequence(PackedSequence(data, packed.batch_sizes), total_length=frames)
+        return out, (h, c)
+
     def _run(self, x: Tensor, lengths: Tensor | None, hx: tuple[Tensor, Tensor] | None
              ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """Time-major core. ``x`` ``(T, B, D_in)``; ``lengths`` sorted descending or None."""
+        if self._through_dense(x):
+            return self._run_dense_product(x, lengths, hx)
         frames, batch = x.size(0), x.size(1)
         directions = 2 if self.bidirectional else 1
         if lengths is None or bool((lengths == frames).all()):
