@@ -38,7 +38,9 @@ def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-seconds", type=float, default=d.max_batch_seconds, help="padded audio seconds per batch")
     p.add_argument("--eval-every", type=int, help="updates between dev evaluations (default: 5 per run)")
     p.add_argument("--dev-utterances", type=int, default=d.dev_utterances, help="dev utterances decoded per evaluation")
-    p.add_argument("--no-specaugment", action="store_true", help="train without SpecAugment")
+    p.add_argument("--specaugment", action="store_true",
+                   help="fine-tune with SpecAugment (off by default: short fine-tuning of the shipped model, whose "
+                        "training ended without it, does worse with it; benchmarks/results/finetune*.json)")
     if not any(a.dest == "threads" for a in p._actions):
         p.add_argument("--threads", type=int, help="torch CPU threads")
     if not any(a.dest == "device" for a in p._actions):
@@ -70,7 +72,7 @@ def finetune_config_from_args(args: argparse.Namespace, *, updates: int | None =
         max_batch_seconds=args.batch_seconds,
         eval_every=args.eval_every,
         dev_utterances=args.dev_utterances,
-        specaugment=not args.no_specaugment,
+        specaugment=args.specaugment,
         seed=args.seed,
         threads=args.threads,
         device=args.device,

@@ -72,7 +72,9 @@ class FinetuneConfig:
     max_batch_size: int = 48
     eval_every: int | None = None  # updates between dev evaluations; None: 5 per run
     dev_utterances: int = 300  # dev utterances decoded per evaluation
-    specaugment: bool = True  # the train-asr augmentation
+    # SpecAugment off: on the shipped model (whose training ended without it) 240-270 updates with
+    # it left every arm worse than without (benchmarks/results/finetune_specaugment.json)
+    specaugment: bool = False
     seed: int = 0
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
     device: str = "cpu"  # "cuda" fine-tunes on a GPU

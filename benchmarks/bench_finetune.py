@@ -23,6 +23,10 @@ Writes ``benchmarks/results/finetune.json`` (or ``--result``). ``--quick`` runs 
 pipeline in about a minute on a tiny untrained model and the tiny corpus (machinery check
 only; its numbers mean nothing) and writes into ``--out`` instead.
 
+The committed ``finetune.json`` came from the four arms side by side on one H200 (its ``note``
+and ``settings`` give the exact command); ``finetune_specaugment.json`` is the same with
+SpecAugment during fine-tuning, the evidence for fine-tuning without it.
+
 Usage::
 
     python -m benchmarks.bench_finetune --threads 2 [--agent ppo --budget 0.5 --target-size 0.2
@@ -232,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rank-menu", default=d.rank_menu)
     p.add_argument("--test-utterances", type=int)
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--specaugment", action="store_true", help="fine-tune with SpecAugment (default: without)")
     p.add_argument("--device", default="cpu", help="fine-tuning and test decoding (the searches run on the CPU)")
     p.add_argument("--arm", choices=ARMS, help="run one arm only and write its record to --result (the one-shot "
                    "arms at --target-size with the planned rounds' updates and evaluations)")
@@ -254,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
         config = replace(config, finetune=replace(config.finetune, device=args.device))
         out, result_path = workdir / "runs", args.result or workdir / "finetune.json"
     else:
-        finetune_config = FinetuneConfig(updates=args.finetune_updates, device=args.device, threads=args.threads)
+        finetune_config = FinetuneConfig(updates=args.finetune_updates, device=args.device,
+                                         specaugment=args.specaugment)
         config = BenchConfig(target=args.target, agent=args.agent, budget=args.budget, target_size=args.target_size,
                              evaluations=args.evaluations, finetune=finetune_config, wer_tolerance=args.wer_tolerance,
                              budget_factor=args.budget_factor, max_rounds=args.max_rounds, rank_menu=args.rank_menu,

@@ -76,7 +76,7 @@ def _setup_model(preset: str, utterances: int, device: str):
     torch.manual_seed(0)
     model = build_model(preset).eval().to(device)
     work = synthetic_workload([MODEL_SECONDS] * utterances, 64, model.config.n_mels)
-    work.batches = [(f.to(device), n) for f, n in work.batches]
+    work.batches = [(f.to(device), n.to(device)) for f, n in work.batches]
     run = _runner(model, work)
     return model, lambda _model: run()
 
