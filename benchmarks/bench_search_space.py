@@ -9,7 +9,8 @@ reach a matrix's break-even rank (where factorising cannot save anything, so the
 silently keeps the matrix dense — most of the naive menu).
 
 Writes ``search_space.json``, ``search_space.md`` and ``search_space.png`` to
-``benchmarks/results`` (or ``--output-dir``).
+``benchmarks/results`` (or ``--output-dir``; ``--result-name`` changes the stem, to keep a
+second budget apart).
 
 Run::
 
@@ -76,7 +77,8 @@ def menu_facts(target: CompressionTarget, menu_name: str, budget: float, granula
 
 def summary_markdown(payload: dict[str, Any]) -> str:
     s = payload["settings"]
-    lines = ["# Search space (`search_space.json`)", ""]
+    stem = payload.get("plot", "search_space.png").rsplit(".", 1)[0]
+    lines = [f"# Search space (`{stem}.json`)", ""]
     if payload.get("note"):
         lines += [f"Measured on: {payload['note']}.", ""]
     lines += [f"Budget {s['budget']}, agents {s['agents']}, {s['evaluations']} evaluations, seeds {s['seeds']}; "
@@ -100,7 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=0.3)
     parser.add_argument("--agents", default="ppo,random")
     parser.add_argument("--menus", default=",".join(MENUS), help="default: every preset")
+    parser.add_argument("--result-name", default="search_space",
+                        help="stem of the output files (e.g. search_space_budget0.5 to keep a second budget apart)")
     args = parser.parse_args(argv)
+    if not args.result_name or "/" in args.result_name or args.result_name.endswith(".json"):
+        parser.error(f"--result-name must be a bare file stem like 'search_space_budget0.5'; got {args.result_name!r}")
     set_threads(args.threads)
     settings = settings_from_args(parser, args, QUICK)
     agents, menus = parse_names(args.agents), parse_names(args.menus)
@@ -120,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         mine = {label.split("/", 1)[1]: arm for label, arm in results.items() if arm["menu"] == menu}
         uniform = next(iter(mine.values()))["runs"][0]["uniform"]
         blocks[menu] = {"facts": menu_facts(kit.target, menu, args.budget), "uniform": uniform, "arms": mine}
-    plot_curves(output_path("search_space.png", args.output_dir), results,
+    stem = args.result_name
+    plot_curves(output_path(f"{stem}.png", args.output_dir), results,
                 title=f"rank menus at budget {args.budget} (median, min-max over seeds)",
                 references=[("dense model", baseline)])
     payload = {
@@ -130,14 +137,14 @@ def main(argv: list[str] | None = None) -> int:
         "test_description": kit.test_description,
         "target_identity": target_identity(kit.target),
         "baseline_test_wer": baseline,
-        "plot": "search_space.png",
+        "plot": f"{stem}.png",
         "menus": blocks,
         "test_decodes": kit.test_error.decodes,
         "test_seconds": kit.test_error.seconds,
     }
-    path = write_output("search_space.json", payload, args.output_dir)
+    path = write_output(f"{stem}.json", payload, args.output_dir)
     text = summary_markdown(payload)
-    write_text("search_space.md", text, args.output_dir)
+    write_text(f"{stem}.md", text, args.output_dir)
     print(text)
     print(f"wrote {path}")
     return 0

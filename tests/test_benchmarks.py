@@ -130,6 +130,17 @@ def test_bench_search_space_toy(tmp_path) -> None:
     assert menus["full_range8"]["facts"]["share_of_choices_at_or_above_break_even"] > 0.0
 
 
+def test_bench_search_space_result_name_keeps_a_second_budget_apart(tmp_path) -> None:
+    assert bench_search_space.main(["--target", "toy", "--evaluations", "2", "--seeds", "0", "--agents", "random",
+                                    "--menus", "budget7", "--budget", "0.5", "--result-name", "space_b05",
+                                    "--output-dir", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.glob("space_b05.*")) == ["space_b05.json", "space_b05.md", "space_b05.png"]
+    assert not (tmp_path / "search_space.json").exists()
+    assert json.loads((tmp_path / "space_b05.json").read_text())["settings"]["budget"] == 0.5
+    with pytest.raises(SystemExit):
+        bench_search_space.main(["--target", "toy", "--result-name", "x.json", "--output-dir", str(tmp_path)])
+
+
 def test_bench_inference_toy(tmp_path) -> None:
     assert bench_inference.main(["--target", "toy", "--utterances", "2", "--batches", "1,2", "--repeats", "1",
                                  "--budgets", "0.3", "--large-preset", "", "--output-dir", str(tmp_path)]) == 0
