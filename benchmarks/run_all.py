@@ -19,7 +19,7 @@ QUICK_DIR = Path(__file__).resolve().parent / "results" / "quick"
 QUICK = [
     ["benchmarks.bench_lowrank", "--quick", "--output", str(QUICK_DIR / "lowrank.json")],
     ["benchmarks.bench_env", "--repeats", "100"],
-    ["benchmarks.bench_subset", "--pool", "200", "--select-configs", "6", "--eval-configs", "20"],
+    ["benchmarks.bench_subset", "--pool", "300", "--select-configs", "6", "--eval-configs", "16"],
     ["benchmarks.bench_search", "--quick", "--budgets", "0.3"],  # the budget the acceptance is judged at
     ["benchmarks.bench_rewards", "--quick"],
     ["benchmarks.bench_search_space", "--quick"],
