@@ -23,7 +23,7 @@ QUICK = [
     ["benchmarks.bench_search", "--quick", "--budgets", "0.3"],  # the budget the acceptance is judged at
     ["benchmarks.bench_rewards", "--quick"],
     ["benchmarks.bench_search_space", "--quick"],
-    ["benchmarks.bench_inference", "--quick"],  # after bench_search: exports its best_known
+    ["benchmarks.bench_inference", "--quick", "--budgets", "0.3"],  # after bench_search: exports its best_known
     ["benchmarks.bench_scaling", "--quick"],
 ]
 FULL = [
