@@ -173,14 +173,11 @@ class FactorisedLSTM(FactorisedModule):
             return False
         return x.is_cuda if self.train_through_dense is None else bool(self.train_through_dense)
 
-    def _run_dense_product(self, x: Tensor, lengths: Tensor | None, hx: tuple[Tensor, Tensor] | None
+    def _run_dense_product(self, x: Tensor, lengths: Tensor | None, hx: tuple[Tensor, Tensor]
                            ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """The stock LSTM kernel on the materialised matrices ``U @ V`` (training on a GPU)."""
-        frames, batch = x.size(0), x.size(1)
+        """The stock LSTM kernel on the materialised matrices ``U @ V`` (training on a GPU);
+        ``lengths`` None when every sequence has all ``T`` frames."""
         directions = 2 if self.bidirectional else 1
-        if hx is None:
-            zeros = x.new_zeros(self.num_layers * directions, batch, self.hidden_size)
-            hx = (zeros, zeros)
         weights: list[Tensor] = []
         for k in range(self.num_layers):
             for d in range(directions):
@@ -191,24 +188,29 @@ class FactorisedLSTM(FactorisedModule):
         hx = (hx[0].contiguous(), hx[1].contiguous())
         with warnings.catch_warnings():  # cuDNN notes that fresh weights are not one flat buffer
             warnings.filterwarnings("ignore", message=".*contiguous chunk of memory.*")
-            if lengths is None or bool((lengths == frames).all()):
+            if lengths is None:
                 out, h, c = torch.lstm(x, hx, weights, self.bias, self.num_layers, self.dropout, self.training,
                                        self.bidirectional, False)
                 return out, (h, c)
             packed = pack_padded_sequence(x, lengths, enforce_sorted=True)
             data, h, c = torch.lstm(packed.data, packed.batch_sizes, hx, weights, self.bias, self.num_layers,
                                     self.dropout, self.training, self.bidirectional)
-        out, _ = pad_packed_sequence(PackedSequence(data, packed.batch_sizes), total_length=frames)
+        out, _ = pad_packed_sequence(PackedSequence(data, packed.batch_sizes), total_length=x.size(0))
         return out, (h, c)
 
     def _run(self, x: Tensor, lengths: Tensor | None, hx: tuple[Tensor, Tensor] | None
              ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """Time-major core. ``x`` ``(T, B, D_in)``; ``lengths`` sorted descending or None."""
-        if self._through_dense(x):
-            return self._run_dense_product(x, lengths, hx)
         frames, batch = x.size(0), x.size(1)
         directions = 2 if self.bidirectional else 1
-        if lengths is None or bool((lengths == frames).all()):
+        if hx is None:
+            zeros = x.new_zeros(self.num_layers * directions, batch, self.hidden_size)
+            hx = (zeros, zeros)
+        if lengths is not None and bool((lengths == frames).all()):
+            lengths = None  # every sequence is full length: nothing to pack or reverse
+        if self._through_dense(x):
+            return self._run_dense_product(x, lengths, hx)
+        if lengths is None:
             batch_sizes, reverse_index = [batch] * frames, None
         else:
             steps = torch.arange(frames)
@@ -216,9 +218,6 @@ class FactorisedLSTM(FactorisedModule):
             batch_sizes = [int(n) for n in active.sum(1).tolist() if n > 0]
             reverse_index = torch.where(active, lengths[None, :] - 1 - steps[:, None], steps[:, None])
             reverse_index = reverse_index.to(x.device)
-        if hx is None:
-            zeros = x.new_zeros(self.num_layers * directions, batch, self.hidden_size)
-            hx = (zeros, zeros)
         h_n, c_n = [], []
         for k in range(self.num_layers):
             if k > 0 and self.dropout > 0 and self.training:
