@@ -157,6 +157,7 @@ def run_rl(config: SearchConfig, env: EvaluationRecorder, log: SearchLog, rng: n
     Raises:
         ValueError: TensorBoard logging asked for but ``tensorboard`` is not installed.
     """
+    from stable_baselines3.common.logger import Logger
     from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -179,6 +180,9 @@ def run_rl(config: SearchConfig, env: EvaluationRecorder, log: SearchLog, rng: n
         policy, vec_env, seed=config.seed, device=config.device, verbose=0,
         tensorboard_log=config.tensorboard, **params,
     )
+    if config.tensorboard is None:
+        # SB3's default logger makes an empty /tmp/SB3-<time> folder on every learn().
+        model.set_logger(Logger(folder=None, output_formats=[]))
     callback = BudgetCallback(log, config.episode_limit)
     remaining = max(config.episode_limit - log.episodes, 0) * steps
     if remaining and not log.exhausted:

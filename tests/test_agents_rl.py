@@ -33,6 +33,15 @@ def test_each_agent_spends_exactly_its_budget(target, monkeypatch, agent):
     assert all(r.size_ratio <= 0.5 + 1e-9 for r in log.records)  # clamp and mask keep the budget
 
 
+def test_learning_leaves_no_logger_folder_behind(target, tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.delenv("SB3_LOGDIR", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where SB3's default logger would write
+    search(target, SearchConfig(agent="ppo", target="toy", budget=0.5, evaluations=6))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_episode_limit_stops_learning(target):
     config = SearchConfig(agent="a2c", target="toy", budget=0.5, evaluations=500, max_episodes=5)
     log, reason = search(target, config)
