@@ -23,7 +23,7 @@ Run::
     python -m benchmarks.bench_scaling                    # CPU: tiny/default presets
     python -m benchmarks.bench_scaling --quick            # make bench
     python -m benchmarks.bench_scaling --device cuda --presets tiny,default,large \\
-        --subset-sizes 25,50,100,200,400 --result-name scaling_gpu.json                   # on the accelerator machine
+        --subset-sizes 25,50,100,200,400 --result-name scaling_gpu.json   # accelerator machine
     python -m benchmarks.bench_scaling --target toy --no-isolate --output-dir /tmp/b
 """
 
