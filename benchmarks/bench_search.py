@@ -15,13 +15,18 @@ Writes ``search.json``, ``search.md`` and ``search_budget<B>.png`` to ``benchmar
 (or ``--output-dir``). ``best_known`` in the JSON (per budget: the lowest search WER seen in
 any run) is what ``bench_inference.py`` exports and times. Budgets that an existing
 ``search.json`` there measured with the same settings are kept (``--no-keep-budgets``: not),
-so a long study can run one budget per invocation and still end in one file.
+so a long study can run one budget per invocation and still end in one file. The reference
+costs five agents' runs, so it too can run apart (``--agents '' --reference-factor 5``, on
+another machine) and join the study afterwards with ``--add-reference`` (same model, data
+and settings checked).
 
 Run::
 
     python -m benchmarks.bench_search                     # full: 100 evaluations, 3 seeds
     python -m benchmarks.bench_search --quick             # make bench
     python -m benchmarks.bench_search --target toy --quick --output-dir /tmp/b   # machinery check
+    python -m benchmarks.bench_search --agents '' --budgets 0.3 --output-dir /tmp/ref   # reference only
+    python -m benchmarks.bench_search --add-reference /tmp/ref/search.json           # ... joins search.json
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import statistics
 import sys
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from agents.config import AGENTS, SearchConfig
@@ -171,6 +177,61 @@ def merge_earlier(payload: dict[str, Any], earlier: dict[str, Any] | None) -> di
     return merged
 
 
+def plot_budget(budget: str, block: dict[str, Any], output_dir) -> None:
+    """One budget's curves (the reference run is a horizontal line, not a curve)."""
+    lines = [("dense model", block["baseline_test_wer"])]
+    ref_best = block.get("reference")
+    if ref_best is not None:
+        lines.append((f"reference: long evolution ({ref_best['test_wer']:.4f})", ref_best["test_wer"]))
+    plot_curves(output_path(block["plot"], output_dir), {k: v for k, v in block["arms"].items() if k != "reference"},
+                title=f"budget {budget}: median and min-max over seeds", references=lines)
+
+
+# What a reference run measured elsewhere must share with the study it joins.
+_REFERENCE_SETTINGS = ("target", "evaluations", "test_utterances", "search_utterances", "test_every")
+
+
+def add_reference(payload: dict[str, Any], source: dict[str, Any], origin: str = "") -> list[str]:
+    """Put the long-evolution reference runs of ``source`` into the study ``payload``.
+
+    The reference costs ``reference_factor`` times an agent's evaluations, so it can run as its
+    own invocation (``--agents ''``, on another machine) and join the study afterwards. It
+    joins only a study of the same model, search subset and test set, and the same
+    evaluations, test utterances and test cadence; each budget it brings must be in
+    ``payload``. Each budget's ``best_seen`` (and ``best_known``) is recomputed with the
+    reference among the runs. Returns the budgets it added, in place.
+    """
+    mismatched = [k for k in _REFERENCE_SETTINGS if source["settings"].get(k) != payload["settings"].get(k)]
+    for key in ("test_description", "target_identity"):
+        if source.get(key) != payload.get(key):
+            mismatched.append(key)
+    if mismatched:
+        raise ValueError(f"reference {origin or 'results'} differ from the study in {', '.join(mismatched)}; "
+                         "run the reference with the study's settings on the same model and data")
+    added = [b for b, block in source.get("budgets", {}).items() if "reference" in block["arms"]]
+    if not added:
+        raise ValueError(f"{origin or 'results'} hold no reference run; make one with --reference-factor N")
+    missing = [b for b in added if b not in payload["budgets"]]
+    if missing:
+        raise ValueError(f"the study has no budget {', '.join(missing)} for the reference of {origin or 'results'}; "
+                         f"its budgets are {', '.join(payload['budgets'])}")
+    factor = source["settings"]["reference_factor"]
+    if payload["settings"].get("reference_factor") not in (0, factor):
+        raise ValueError(f"the study's reference runs got {payload['settings']['reference_factor']}x evaluations, "
+                         f"those of {origin or 'results'} {factor}x; one study has one reference length")
+    payload["settings"] = {**payload["settings"], "reference_factor": factor,
+                           "reference_seed": source["settings"]["reference_seed"]}
+    for budget in added:
+        block, joined = payload["budgets"][budget], source["budgets"][budget]
+        block["arms"] = {**{k: v for k, v in block["arms"].items() if k != "reference"},
+                         "reference": joined["arms"]["reference"]}
+        block["reference"] = joined["reference"]
+        block["reference_meta"] = {**joined["meta"], "source": origin}
+        block["best_seen"] = best_seen(block["arms"])
+        payload.setdefault("best_known", {})[budget] = block["best_seen"]
+    return added
+
+
 def summary_markdown(payload: dict[str, Any]) -> str:
     settings = payload["settings"]
     lines = ["# Search quality (`search.json`)", ""]
@@ -189,6 +250,11 @@ def summary_markdown(payload: dict[str, Any]) -> str:
             lines.append(f"| {label} | {spread_text(s['test_wer'])} | {spread_text(s['search_wer'])} | "
                          f"{spread_text(s['size_ratio'], 3)} | {spread_text(s['found_at'], 0)} | "
                          f"{spread_text(s['seconds'], 1)} |")
+        joined = block.get("reference_meta")
+        if joined:
+            lines += ["", f"The reference ({settings['reference_factor']}x evaluations, seed {settings['reference_seed']}) "
+                      f"ran as its own invocation: {joined.get('machine')}, {joined.get('cpu_count')} CPUs, "
+                      f"{joined.get('threads')} threads, {joined.get('date')}, commit {joined.get('commit')}."]
         ranked = sorted(((a["summary"]["test_wer"]["median"], label) for label, a in block["arms"].items()
                          if label != "reference" and a["summary"]["test_wer"]["median"] is not None))
         if ranked:
@@ -229,7 +295,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-budgets", action=argparse.BooleanOptionalAction, default=True,
                         help="keep the other budgets of an existing search.json measured with the same settings "
                              "(default; --no-keep-budgets overwrites it)")
+    parser.add_argument("--add-reference", nargs="+", type=Path, metavar="SEARCH_JSON",
+                        help="instead of searching: put the reference runs of these search.json files (made with "
+                             "--agents '' --reference-factor N) into the search.json of --output-dir")
     args = parser.parse_args(argv)
+    if args.add_reference:
+        return add_reference_files(args.add_reference, args.output_dir)
     set_threads(args.threads)
     settings = settings_from_args(parser, args, QUICK)
     reference_factor = args.reference_factor
@@ -260,17 +331,13 @@ def main(argv: list[str] | None = None) -> int:
         arms = run_study(f"search-{budget}", arms_for(budget, agents, settings, reference_factor, args.reference_seed),
                          settings, kit, log=lambda line: print(line, flush=True))
         baseline = next(run["baseline_test_wer"] for arm in arms.values() for run in arm["runs"])
-        plot_name = f"search_budget{budget}.png"
         reference = arms.get("reference")
-        ref_best = reference["runs"][0]["best"] if reference else None
-        lines = [("dense model", baseline)]
-        if ref_best is not None:
-            lines.append((f"reference: long evolution ({ref_best['test_wer']:.4f})", ref_best["test_wer"]))
-        plot_curves(output_path(plot_name, args.output_dir), {k: v for k, v in arms.items() if k != "reference"},
-                    title=f"budget {budget}: median and min-max over seeds", references=lines)
         seen = best_seen(arms)
         payload["budgets"][str(budget)] = {"meta": run_metadata(quick=args.quick), "baseline_test_wer": baseline,
-                                           "plot": plot_name, "arms": arms, "reference": ref_best, "best_seen": seen}
+                                           "plot": f"search_budget{budget}.png", "arms": arms,
+                                           "reference": reference["runs"][0]["best"] if reference else None,
+                                           "best_seen": seen}
+        plot_budget(str(budget), payload["budgets"][str(budget)], args.output_dir)
         if compare is not None:
             payload["budgets"][str(budget)]["versus_uniform"] = compare_with_uniform(arms, compare_agents, compare)
         payload["best_known"][str(budget)] = seen
@@ -283,6 +350,25 @@ def main(argv: list[str] | None = None) -> int:
     path = write_output("search.json", payload, args.output_dir)
     write_text("search.md", summary_markdown(payload), args.output_dir)
     print(summary_markdown(payload))
+    print(f"wrote {path}")
+    return 0
+
+
+def add_reference_files(sources: list[Path], output_dir: Path | None) -> int:
+    path = output_path("search.json", output_dir)
+    if not path.exists():
+        raise SystemExit(f"no study at {path} to add a reference to; run the study first (or name --output-dir)")
+    payload = json.loads(path.read_text(encoding="utf-8"))
+    for source in sources:
+        try:
+            added = add_reference(payload, json.loads(source.read_text(encoding="utf-8")), str(source))
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"cannot add the reference of {source}: {e}") from e
+        for budget in added:
+            plot_budget(budget, payload["budgets"][budget], output_dir)
+        print(f"{source}: reference added at budget {', '.join(added)}")
+    write_output("search.json", payload, output_dir)
+    write_text("search.md", summary_markdown(payload), output_dir)
     print(f"wrote {path}")
     return 0
 

@@ -202,6 +202,34 @@ def test_bench_search_keeps_other_budgets_measured_with_the_same_settings(tmp_pa
     assert list(json.loads((tmp_path / "search.json").read_text())["budgets"]) == ["0.3"]
 
 
+def test_bench_search_adds_a_reference_run_made_apart(tmp_path) -> None:
+    study, ref = tmp_path / "study", tmp_path / "ref"
+    common = ["--target", "toy", "--evaluations", "3", "--seeds", "0", "--budgets", "0.4"]
+    assert bench_search.main([*common, "--agents", "random", "--reference-factor", "0", "--output-dir", str(study)]) == 0
+    assert bench_search.main([*common, "--agents", "", "--reference-factor", "4", "--output-dir", str(ref)]) == 0
+    reference = json.loads((ref / "search.json").read_text())["budgets"]["0.4"]["reference"]
+
+    assert bench_search.main(["--add-reference", str(ref / "search.json"), "--output-dir", str(study)]) == 0
+    data = json.loads((study / "search.json").read_text())
+    block = data["budgets"]["0.4"]
+    assert set(block["arms"]) == {"random", "reference"} and block["reference"] == reference
+    assert data["settings"]["reference_factor"] == 4 and block["reference_meta"]["source"] == str(ref / "search.json")
+    own = block["arms"]["random"]["runs"][0]["best"]
+    better = min((own, reference), key=lambda b: (b["search_wer"], b["size_ratio"]))
+    assert data["best_known"]["0.4"]["ranks"] == better["ranks"] == block["best_seen"]["ranks"]
+    assert "| reference |" in (study / "search.md").read_text()
+
+    # A reference measured with other settings, or for a budget the study lacks, is refused.
+    other = json.loads((ref / "search.json").read_text())
+    other["settings"]["test_every"] = 5
+    with pytest.raises(ValueError, match="test_every"):
+        bench_search.add_reference(data, other)
+    other = json.loads((ref / "search.json").read_text())
+    other["budgets"]["0.3"] = other["budgets"].pop("0.4")
+    with pytest.raises(ValueError, match="no budget 0.3"):
+        bench_search.add_reference(data, other)
+
+
 def test_compare_uniform_scores_every_agent_of_a_saved_study(tmp_path, monkeypatch) -> None:
     from benchmarks import compare_uniform
 
