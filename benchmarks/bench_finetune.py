@@ -125,6 +125,9 @@ def run_arm(name: str, config: BenchConfig, out: Path, data: ASRData, *, size: f
     settings = {**asdict(config), "test_utterances_used": len(data.test)}
     if name == "iterative":
         result = run_iterative(config.iterative(), out / "iterative", data)
+        if not result.rounds:
+            raise RuntimeError(f"the iterative run finished no round (stop reason {result.stop_reason!r}): its first "
+                               f"search found nothing within budget {config.budget}; raise --evaluations")
         final = result.final or result.rounds[-1]
         rounds = [r for r in result.rounds if r["round"] <= final["round"]]
         arm = {"compression": final["compression"], "test_wer": final["test_wer"], "size_ratio": final["size_ratio"],

@@ -344,6 +344,18 @@ def test_finetune_merge_refuses_incomplete_or_mismatched_arms(parts, match):
         merge_arms(parts)
 
 
+def test_finetune_iterative_arm_with_no_round_says_why(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    from benchmarks import bench_finetune
+
+    empty = SimpleNamespace(rounds=[], final=None, stop_reason="search_found_nothing")
+    monkeypatch.setattr(bench_finetune, "run_iterative", lambda *a, **k: empty)
+    data = SimpleNamespace(test=[])
+    with pytest.raises(RuntimeError, match="finished no round.*search_found_nothing.*raise --evaluations"):
+        bench_finetune.run_arm("iterative", bench_finetune.BenchConfig(), tmp_path, data)
+
+
 def test_finetune_planned_rounds_follow_the_budget_schedule():
     from benchmarks.bench_finetune import BenchConfig
 
