@@ -109,16 +109,18 @@ def run(config: BenchConfig, out: Path, data: ASRData) -> dict[str, Any]:
     iterative = run_arm("iterative", config, out, data)
     arm = iterative["result"]
     size, updates, evaluations = arm["size_ratio"], arm["finetune_updates"], arm["evaluations"]
-    parts = [iterative] + [run_arm(name, config, out, data, size=size, updates=updates, evaluations=evaluations)
-                           for name in ARMS[1:]]
+    parts = [iterative] + [run_arm(name, config, out, data, size=size, updates=updates, evaluations=evaluations,
+                                   baseline=iterative["baseline_test_wer"]) for name in ARMS[1:]]
     return merge_arms(parts)
 
 
 def run_arm(name: str, config: BenchConfig, out: Path, data: ASRData, *, size: float | None = None,
-            updates: int | None = None, evaluations: int | None = None) -> dict[str, Any]:
+            updates: int | None = None, evaluations: int | None = None,
+            baseline: float | None = None) -> dict[str, Any]:
     """One arm; the one-shot arms default to the target size and the planned rounds' updates and evaluations.
 
-    Returns the arm's record with ``baseline_test_wer`` (the dense model's) and the settings.
+    Returns the arm's record with ``baseline_test_wer`` (the dense model's, decoded here unless
+    ``baseline`` gives it: the single-process run passes the iterative arm's).
     """
     if name not in ARMS:
         raise ValueError(f"unknown arm {name!r}; choose one of {', '.join(ARMS)}")
@@ -142,7 +144,8 @@ def run_arm(name: str, config: BenchConfig, out: Path, data: ASRData, *, size: f
     dense, tokenizer, _ = load_checkpoint(start)
     test_batches = prepare_feature_batches(list(data.test), LogMelFrontend(), tokenizer)
     device = config.finetune.device
-    baseline = evaluate_batches(on_device(dense, device), tokenizer, test_batches).wer
+    if baseline is None:
+        baseline = evaluate_batches(on_device(dense, device), tokenizer, test_batches).wer
     arm: dict[str, Any] = {}
     if name == "rl_finetuned":
         search = replace(config.search(), budget=size, evaluations=evaluations, target=str(start))
