@@ -367,14 +367,12 @@ def menu_floor(model: ASRModel, rank_menu: str, budget: float = 1.0) -> float:
         all_matrices,
         compressible_parameter_count,
         rank_for_fraction,
-        uniform_fraction_at_size,
     )
+    from shrinkml_env.env import menu_for_matrices
     from shrinkml_env.search_space import make_menu
 
     matrices = all_matrices(describe_layers(model, model.compressible_layers()))
-    menu = make_menu(rank_menu)
-    if menu.relative:
-        menu = menu.at_budget(uniform_fraction_at_size(matrices, budget))
+    menu = menu_for_matrices(make_menu(rank_menu), matrices, budget)
     smallest = menu.fractions[0]
     ranks = {m.key: rank_for_fraction(m, smallest) for m in matrices}
     return compressible_parameter_count(matrices, ranks) / compressible_parameter_count(matrices)

@@ -377,6 +377,13 @@ def menu_at_budget(menu: RankMenu, target: CompressionTarget, budget: float) -> 
     menu as it is."""
     if not menu.relative:
         return menu
-    from shrinkml_env.compression import all_matrices, describe_layers, uniform_fraction_at_size
+    from shrinkml_env.compression import all_matrices, describe_layers
 
-    return menu.at_budget(uniform_fraction_at_size(all_matrices(describe_layers(target.model, target.layers)), budget))
+    return menu_for_matrices(menu, all_matrices(describe_layers(target.model, target.layers)), budget)
+
+
+def menu_for_matrices(menu: RankMenu, matrices, budget: float) -> RankMenu:
+    """:func:`menu_at_budget` for a model's described ``matrices`` (no target needed)."""
+    from shrinkml_env.compression import uniform_fraction_at_size
+
+    return menu.at_budget(uniform_fraction_at_size(matrices, budget)) if menu.relative else menu
