@@ -101,7 +101,7 @@ def _train_toy(steps: int = 150, seed: int = 0):
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     return model.eval(), losses
 
 
