@@ -177,7 +177,7 @@ def merge_earlier(payload: dict[str, Any], earlier: dict[str, Any] | None) -> di
     return merged
 
 
-def plot_budget(budget: str, block: dict[str, Any], output_dir) -> None:
+def plot_budget(budget: str, block: dict[str, Any], output_dir: Path | None) -> None:
     """One budget's curves (the reference run is a horizontal line, not a curve)."""
     lines = [("dense model", block["baseline_test_wer"])]
     ref_best = block.get("reference")
@@ -199,26 +199,26 @@ def add_reference(payload: dict[str, Any], source: dict[str, Any], origin: str =
     joins only a study of the same model, search subset and test set, and the same
     evaluations, test utterances and test cadence; each budget it brings must be in
     ``payload``. Each budget's ``best_seen`` (and ``best_known``) is recomputed with the
-    reference among the runs. Returns the budgets it added, in place.
+    reference among the runs. Changes ``payload`` in place; returns the budgets added.
     """
-    mismatched = [k for k in _REFERENCE_SETTINGS if source["settings"].get(k) != payload["settings"].get(k)]
-    for key in ("test_description", "target_identity"):
-        if source.get(key) != payload.get(key):
-            mismatched.append(key)
+    name = origin or "results"
+    pairs = [(k, source["settings"].get(k), payload["settings"].get(k)) for k in _REFERENCE_SETTINGS]
+    pairs += [(k, source.get(k), payload.get(k)) for k in ("test_description", "target_identity")]
+    mismatched = [f"{k} ({theirs!r} against the study's {ours!r})" for k, theirs, ours in pairs if theirs != ours]
     if mismatched:
-        raise ValueError(f"reference {origin or 'results'} differ from the study in {', '.join(mismatched)}; "
+        raise ValueError(f"reference {name} differ from the study in {'; '.join(mismatched)}; "
                          "run the reference with the study's settings on the same model and data")
     added = [b for b, block in source.get("budgets", {}).items() if "reference" in block["arms"]]
     if not added:
-        raise ValueError(f"{origin or 'results'} hold no reference run; make one with --reference-factor N")
+        raise ValueError(f"{name} hold no reference run; make one with --reference-factor N")
     missing = [b for b in added if b not in payload["budgets"]]
     if missing:
-        raise ValueError(f"the study has no budget {', '.join(missing)} for the reference of {origin or 'results'}; "
+        raise ValueError(f"the study has no budget {', '.join(missing)} for the reference of {name}; "
                          f"its budgets are {', '.join(payload['budgets'])}")
     factor = source["settings"]["reference_factor"]
     if payload["settings"].get("reference_factor") not in (0, factor):
         raise ValueError(f"the study's reference runs got {payload['settings']['reference_factor']}x evaluations, "
-                         f"those of {origin or 'results'} {factor}x; one study has one reference length")
+                         f"those of {name} {factor}x; one study has one reference length")
     payload["settings"] = {**payload["settings"], "reference_factor": factor,
                            "reference_seed": source["settings"]["reference_seed"]}
     for budget in added:
