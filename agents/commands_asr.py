@@ -10,6 +10,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from asr.default import NAMED_SPLITS
+
 __all__ = ["register"]
 
 
@@ -43,6 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=48, help="utterances per batch at most (raise it with --batch-seconds on a GPU)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=500)
+    p.add_argument("--decay-start", type=float, default=0.6,
+                   help="fraction of --max-updates after which the rate decays linearly (default: %(default)s)")
     p.add_argument("--ctc-weight", type=float, help="override the preset's CTC loss weight")
     p.add_argument("--eval-every", type=int, default=1000)
     p.add_argument("--dev-utterances", type=int, default=300, help="dev utterances decoded per evaluation")
@@ -59,10 +63,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="WER/CER of a checkpoint on a split or manifest")
     p.add_argument("--checkpoint", type=Path, help="ASR checkpoint (default: the shipped model)")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--split", default="test", choices=("train", "dev", "test", "unseen", "search"))
+    where.add_argument("--split", default="test", choices=NAMED_SPLITS)
     where.add_argument("--manifest", type=Path, help="any NeMo-style JSON-lines manifest")
     p.add_argument("--limit", type=int, help="only the first N utterances")
     p.add_argument("--beam", type=int, default=0, help="beam size (0: greedy decoding)")
+    p.add_argument("--ctc-weight", type=float, default=None,
+                   help="with --beam: joint CTC/attention beam search with this CTC weight (e.g. 0.3)")
     p.add_argument("--device", default="cpu", help="'cpu' or 'cuda' (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=_evaluate)
@@ -102,6 +108,7 @@ def _train_asr(args: argparse.Namespace) -> int:
         max_batch_size=args.batch_size,
         learning_rate=args.lr,
         warmup_updates=args.warmup,
+        decay_start=args.decay_start,
         eval_every=args.eval_every,
         dev_utterances=args.dev_utterances,
         curriculum_updates=args.curriculum_updates,
@@ -153,6 +160,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from asr.default import default_checkpoint, load_split
     from asr.evaluate import evaluate_batches
     from asr.features import LogMelFrontend
+    from asr.joint_decoding import JointConfig
     from asr.manifest import read_manifest
     from asr.train import check_device
 
@@ -172,14 +180,22 @@ def _evaluate(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     batches = prepare_feature_batches(utterances, LogMelFrontend(), tokenizer)
     feature_seconds = time.perf_counter() - started
-    beam = BeamConfig(beam_size=args.beam) if args.beam else None
-    result = evaluate_batches(model, tokenizer, batches, beam)
+    if args.ctc_weight is not None and not args.beam:
+        raise ValueError(f"--ctc-weight {args.ctc_weight} needs --beam N (N >= 1): it weighs the beam search")
+    if args.beam and args.ctc_weight is not None:
+        beam = JointConfig(beam_size=args.beam, ctc_weight=args.ctc_weight)
+        decoding = f"joint-beam{args.beam}-ctc{args.ctc_weight:g}"
+    else:
+        beam = BeamConfig(beam_size=args.beam) if args.beam else None
+        decoding = f"beam{args.beam}" if args.beam else "greedy"
+    result = evaluate_batches(model, tokenizer, batches, beam, _progress_bar("decoding", "utt"))
     report = {
         "checkpoint": str(checkpoint),
         "data": source,
-        "decoding": f"beam{args.beam}" if args.beam else "greedy",
+        "decoding": decoding,
         "wer": result.wer,
         "cer": result.cer,
+        "short_fraction": result.short_fraction(),
         "utterances": result.rates.utterances,
         "seconds": result.seconds,
         "feature_seconds": feature_seconds,
@@ -189,7 +205,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     else:
         print(
             f"{source}: WER {result.wer:.4f}  CER {result.cer:.4f}  over {report['utterances']} "
-            f"utterances; decoding {result.seconds:.2f} s ({report['decoding']})"
+            f"utterances; {report['short_fraction']:.1%} decoded to under half the reference's "
+            f"words; decoding {result.seconds:.2f} s ({report['decoding']})"
         )
     return 0
 

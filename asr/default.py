@@ -25,7 +25,7 @@ __all__ = [
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 DEFAULT_CHECKPOINT = PRETRAINED_DIR / "default.pt"
 SEARCH_SUBSET = PRETRAINED_DIR / "search_subset.json"
-NAMED_SPLITS = ("train", "dev", "test", "unseen", "search")
+NAMED_SPLITS = ("train", "dev", "test", "unseen", "trimmed", "cross_synth", "search")
 
 
 def default_checkpoint() -> Path:
@@ -62,7 +62,7 @@ def search_subset_ids(path: Path = SEARCH_SUBSET) -> list[str]:
 
 
 def load_split(split: str, progress: Callable[[int, int], None] | None = None) -> list[Utterance]:
-    """Utterances of a named split (``train``, ``dev``, ``test``, ``unseen`` or ``search``)."""
+    """Utterances of a named split (one of :data:`NAMED_SPLITS`; ``search`` is the dev subset)."""
     if split not in NAMED_SPLITS:
         raise ValueError(f"unknown split {split!r}; accepted: {', '.join(NAMED_SPLITS)}")
     if split != "search":

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from asr.data import FeatureBatch
 from asr.decoding import BeamConfig, beam_search, greedy_decode
+from asr.joint_decoding import JointConfig, joint_beam_search
 from asr.metrics import ErrorRates, error_rates, word_errors
 from asr.model import ASRModel
 from asr.text import CharTokenizer
@@ -36,6 +37,12 @@ class Evaluation:
     def cer(self) -> float:
         return self.rates.cer
 
+    def short_fraction(self) -> float:
+        """Share of utterances decoded to fewer than half the reference's words: collapses
+        (an empty or cut-off transcript), which a WER average hides among spelling errors."""
+        short = sum(len(h.split()) < 0.5 * len(r.split()) for r, h in zip(self.references, self.hypotheses))
+        return short / max(len(self.references), 1)
+
     def utterance_errors(self) -> tuple[list[int], list[int]]:
         """``(word errors, reference words)`` per utterance, in order: what a paired
         comparison of two models on the same utterances needs."""
@@ -47,21 +54,32 @@ def decode_batches(
     model: ASRModel,
     tokenizer: CharTokenizer,
     batches: Sequence[FeatureBatch],
-    beam: BeamConfig | None = None,
+    beam: BeamConfig | JointConfig | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[str]:
-    """Transcripts of every utterance in ``batches``, in order; greedy unless ``beam`` is given."""
+    """Transcripts of every utterance in ``batches``, in order.
+
+    Greedy unless ``beam`` is given: a :class:`BeamConfig` for attention-only beam search, a
+    :class:`JointConfig` for joint CTC/attention beam search. ``progress(done, total)`` is
+    called after each batch, in utterances.
+    """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     hypotheses: list[str] = []
+    total = sum(len(b.ids) for b in batches)
     try:
         for batch in batches:
             features, frames = batch.features.to(device), batch.frames.to(device)
             if beam is None:
                 ids = greedy_decode(model, features, frames)
+            elif isinstance(beam, JointConfig):
+                ids = joint_beam_search(model, features, frames, beam)
             else:
                 ids = beam_search(model, features, frames, beam)
             hypotheses.extend(tokenizer.decode(row) for row in ids)
+            if progress is not None:
+                progress(len(hypotheses), total)
     finally:
         model.train(was_training)
     return hypotheses
@@ -78,11 +96,12 @@ def evaluate_batches(
     model: ASRModel,
     tokenizer: CharTokenizer,
     batches: Sequence[FeatureBatch],
-    beam: BeamConfig | None = None,
+    beam: BeamConfig | JointConfig | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Evaluation:
-    """Decode and score; WER/CER as fractions."""
+    """Decode and score; WER/CER as fractions (``beam`` and ``progress`` as in :func:`decode_batches`)."""
     start = time.perf_counter()
-    hypotheses = decode_batches(model, tokenizer, batches, beam)
+    hypotheses = decode_batches(model, tokenizer, batches, beam, progress)
     seconds = time.perf_counter() - start
     references = [t for b in batches for t in b.texts]
     return Evaluation(

@@ -45,19 +45,24 @@ from typing import Any
 
 import numpy as np
 
-from asr.audio import SAMPLE_RATE, resample, save_audio
-from asr.corpus.augment import AugmentConfig, augment
-from asr.corpus.config import SPLITS, CorpusConfig
-from asr.corpus.espeak import ESPEAK_SAMPLE_RATE, Voice, english_accents, synthesize, voice_variants
+from asr.corpus.config import FESTIVAL_SPLITS, SPLITS, CorpusConfig
+from asr.corpus.espeak import Voice, english_accents, voice_variants
+from asr.corpus.festival import (
+    FESTIVAL_INSTALL_HINT,
+    FestivalVoice,
+    festival_available,
+    festival_version,
+)
+from asr.corpus.render import Item, Task, record, render
 from asr.corpus.sentences import SentenceGenerator
-from asr.manifest import Utterance, write_manifest
+from asr.manifest import write_manifest
 
 __all__ = ["CorpusPaths", "default_cache_dir", "ensure_corpus"]
 
 logger = logging.getLogger(__name__)
 
 # Bump when the generator's output changes for the same config.
-GENERATOR_VERSION = "v1"
+GENERATOR_VERSION = "v2"
 # Utterances per worker task. Part of the output's definition (espeak state runs through a
 # task), so changing it changes the audio: keep it fixed, and bump GENERATOR_VERSION if not.
 _TASK_SIZE = 200
@@ -102,31 +107,6 @@ class CorpusPaths:
         return json.loads((self.root / _INFO_FILE).read_text(encoding="utf-8"))
 
 
-@dataclass(frozen=True)
-class _Item:
-    """One utterance to synthesise (picklable; sent to a worker)."""
-
-    id: str
-    split: str
-    text: str
-    voice: Voice
-    held_out: str  # "", "accent", "variant" or "both"
-    augmented: bool
-    seed: int
-
-
-@dataclass(frozen=True)
-class _Task:
-    # Split -> folder its audio goes to; items of other splits are spoken and discarded,
-    # only to carry espeak's state to the wanted items after them.
-    folders: Mapping[str, str]
-    audio_format: str
-    padding_seconds: tuple[float, float]
-    peak_range: tuple[float, float]
-    augmentation: AugmentConfig
-    items: tuple[_Item, ...]
-
-
 def default_cache_dir() -> Path:
     """``$SHRINKML_CACHE/corpus`` if the variable is set, else ``~/.cache/shrinkml/corpus``."""
     base = os.environ.get("SHRINKML_CACHE")
@@ -135,7 +115,7 @@ def default_cache_dir() -> Path:
 
 def _library_versions() -> dict[str, str]:
     versions = {"generator": GENERATOR_VERSION}
-    for package in ("espeakng-loader", "wordfreq"):
+    for package in ("espeakng-loader", "wordfreq", "praat-parselmouth"):
         try:
             versions[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
@@ -169,7 +149,7 @@ def _check_voices(config: CorpusConfig) -> tuple[tuple[str, ...], tuple[str, ...
     return train_accents, train_variants
 
 
-def _plan(config: CorpusConfig) -> list[_Item]:
+def _plan(config: CorpusConfig) -> list[Item]:
     """Every utterance of every split, with text, voice and seeds; deterministic."""
     train_accents, train_variants = _check_voices(config)
     sentences = SentenceGenerator(
@@ -181,7 +161,7 @@ def _plan(config: CorpusConfig) -> list[_Item]:
         frequency_exponent=config.frequency_exponent,
     ).distinct_sentences()
     rng = np.random.default_rng([config.seed, 1])
-    items: list[_Item] = []
+    items: list[Item] = []
     for split_index, split in enumerate(SPLITS):
         for i in range(config.utterances(split)):
             held_out = ""
@@ -197,64 +177,23 @@ def _plan(config: CorpusConfig) -> list[_Item]:
                     accents = config.unseen_accents
                 if held_out in ("variant", "both"):
                     variants = config.unseen_variants
-            voice = Voice(
+            voice: Voice | FestivalVoice = Voice(
                 accent=accents[int(rng.integers(len(accents)))],
                 variant=variants[int(rng.integers(len(variants)))],
                 rate=int(rng.integers(config.rate_range[0], config.rate_range[1] + 1)),
                 pitch=int(rng.integers(config.pitch_range[0], config.pitch_range[1] + 1)),
             )
+            if split in FESTIVAL_SPLITS:
+                voice = FestivalVoice(
+                    stretch=round(float(rng.uniform(*config.festival_stretch)), 3),
+                    pitch_mean_hz=round(float(rng.uniform(*config.festival_pitch_hz)), 1),
+                )
             augmented = split == "train" and rng.random() < config.augmentation.fraction
             seed = int(np.random.SeedSequence([config.seed, split_index, i]).generate_state(1)[0])
             items.append(
-                _Item(f"{split}-{i:06d}", split, next(sentences), voice, held_out, augmented, seed)
+                Item(f"{split}-{i:06d}", split, next(sentences), voice, held_out, augmented, seed)
             )
     return items
-
-
-def _render(task: _Task) -> list[tuple[str, float, str]]:
-    """Synthesise, augment and save a task's utterances (runs in a worker process)."""
-    import torch
-
-    torch.set_num_threads(1)  # one worker per core; more threads only contend
-    results = []
-    for item in task.items:
-        raw = synthesize(item.text, item.voice, seed=item.seed & 0x7FFFFFFF)
-        if item.split not in task.folders:
-            continue
-        rng = np.random.default_rng(item.seed)
-        speech = resample(raw.astype(np.float32) / 32768.0, ESPEAK_SAMPLE_RATE, SAMPLE_RATE).numpy()
-        before, after = (int(rng.uniform(*task.padding_seconds) * SAMPLE_RATE) for _ in range(2))
-        waveform = np.pad(speech, (before, after))
-        description = ""
-        if item.augmented:
-            waveform, description = augment(waveform, task.augmentation, rng, SAMPLE_RATE)
-        peak = float(np.max(np.abs(waveform))) or 1.0
-        waveform = waveform * (rng.uniform(*task.peak_range) / peak)
-        save_audio(Path(task.folders[item.split]) / f"{item.id}.{task.audio_format}", waveform)
-        results.append((item.id, waveform.shape[0] / SAMPLE_RATE, description))
-    return results
-
-
-def _record(
-    item: _Item, root: Path, audio_format: str, duration: float, description: str
-) -> Utterance:
-    voice = item.voice
-    extra: dict[str, Any] = {
-        "words": len(item.text.split()),
-        "speaker": voice.name,
-        "voice": {
-            "accent": voice.accent,
-            "variant": voice.variant,
-            "rate": voice.rate,
-            "pitch": voice.pitch,
-        },
-    }
-    if item.split == "train":
-        extra["augment"] = description or "none"
-    if item.held_out:
-        extra["held_out"] = item.held_out
-    path = root / item.split / f"{item.id}.{audio_format}"
-    return Utterance(item.id, str(path), item.text, duration, extra)
 
 
 def _folder_bytes(folder: Path) -> int:
@@ -262,9 +201,20 @@ def _folder_bytes(folder: Path) -> int:
 
 
 def _requested_splits(splits: Sequence[str] | None) -> tuple[str, ...]:
-    """``splits`` checked and put in :data:`SPLITS` order (the order their locks are taken)."""
+    """``splits`` checked and put in :data:`SPLITS` order (the order their locks are taken).
+
+    None means every split that can be made here: the Festival splits only where Festival
+    is installed. Naming one without Festival raises, saying what to install.
+    """
     if splits is None:
-        return SPLITS
+        festival = festival_available()
+        if not festival:
+            logger.warning(
+                "Festival is not installed: skipping %s (%s)",
+                ", ".join(FESTIVAL_SPLITS),
+                FESTIVAL_INSTALL_HINT,
+            )
+        return tuple(s for s in SPLITS if festival or s not in FESTIVAL_SPLITS)
     if isinstance(splits, str):
         raise TypeError(
             f"splits must be a sequence of split names, not a string; got {splits!r}: "
@@ -278,6 +228,12 @@ def _requested_splits(splits: Sequence[str] | None) -> tuple[str, ...]:
         )
     if not splits:
         raise ValueError(f"splits is empty; name some of {', '.join(SPLITS)}, or None for all")
+    festival_wanted = [split for split in splits if split in FESTIVAL_SPLITS]
+    if festival_wanted and not festival_available():
+        raise RuntimeError(
+            f"split {festival_wanted[0]!r} is spoken by Festival, which is not installed here: "
+            f"{FESTIVAL_INSTALL_HINT}"
+        )
     return tuple(split for split in SPLITS if split in splits)
 
 
@@ -342,7 +298,9 @@ def ensure_corpus(
         ValueError: if ``splits`` names an unknown split or none, ``workers`` < 1, or the
             config names voices espeak-ng lacks.
         TypeError: if ``splits`` is a string rather than a sequence of names.
-        ImportError: if the ``corpus`` extra (espeakng-loader, wordfreq) is missing.
+        ImportError: if the ``corpus`` extra (espeakng-loader, wordfreq, praat-parselmouth)
+            is missing.
+        RuntimeError: if ``splits`` names ``cross_synth`` and Festival is not installed.
     """
     config = CorpusConfig() if config is None else config
     requested = _requested_splits(splits)
@@ -392,21 +350,14 @@ def _generate(
         last = max((i for i, item in enumerate(chunk) if item.split in splits), default=-1)
         if last >= 0:
             tasks.append(
-                _Task(
-                    folders,
-                    config.audio_format,
-                    config.padding_seconds,
-                    config.peak_range,
-                    config.augmentation,
-                    tuple(chunk[: last + 1]),
-                )
+                Task(folders, config, tuple(chunk[: last + 1]))
             )
     # A fork server that has imported this module (and the caller's main module, so workers
     # need not re-import it) but never run espeak: each task's fresh worker forks from it
     # cheaply and starts from a clean espeak state.
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["__main__", __name__])
-    rendered: dict[str, tuple[float, str]] = {}
+    rendered: dict[str, tuple[float, dict]] = {}
     left = {split: config.utterances(split) for split in splits}
     try:
         for split in splits:
@@ -415,9 +366,9 @@ def _generate(
         if progress is not None:
             progress(0, len(wanted))
         with context.Pool(processes=min(workers, len(tasks)), maxtasksperchild=1) as pool:
-            for results in pool.imap(_render, tasks):
-                for uid, duration, description in results:
-                    rendered[uid] = (duration, description)
+            for results in pool.imap(render, tasks):
+                for uid, duration, details in results:
+                    rendered[uid] = (duration, details)
                     left[uid.rsplit("-", 1)[0]] -= 1
                 if progress is not None:
                     progress(len(rendered), len(wanted))
@@ -437,15 +388,15 @@ def _finish_split(
     paths: CorpusPaths,
     split: str,
     folder: Path,
-    items: Sequence[_Item],
-    rendered: Mapping[str, tuple[float, str]],
+    items: Sequence[Item],
+    rendered: Mapping[str, tuple[float, dict]],
 ) -> None:
     """Move a split's finished audio into place, then write its manifest (the last step)."""
     os.rename(folder, paths.root / split)
     write_manifest(
         paths.manifest(split),
         (
-            _record(item, paths.root, config.audio_format, *rendered[item.id])
+            record(item, paths.root, config.audio_format, *rendered[item.id])
             for item in items
             if item.split == split
         ),
@@ -474,6 +425,7 @@ def _write_info(config: CorpusConfig, paths: CorpusPaths, seconds: float) -> Non
             "key": paths.root.name,
             "config": asdict(config),
             "versions": _library_versions(),
+            "festival": festival_version(),
             "splits": stats,
             "disk_megabytes": round(disk_bytes / 1e6, 1),
             "generation_seconds": round(previous.get("generation_seconds", 0.0) + seconds, 1),

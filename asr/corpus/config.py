@@ -5,10 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from asr.corpus.augment import AugmentConfig
+from asr.corpus.variety import VarietyConfig
 
-__all__ = ["CorpusConfig", "SPLITS"]
+__all__ = ["FESTIVAL_SPLITS", "SPLITS", "CorpusConfig"]
 
-SPLITS = ("train", "dev", "test", "unseen")
+SPLITS = ("train", "dev", "test", "unseen", "trimmed", "cross_synth")
+# Splits spoken by Festival rather than espeak-ng: generated only where Festival is installed.
+FESTIVAL_SPLITS = ("cross_synth",)
 
 # Variants held out of training: male, female, Klatt, robotic, whispered and character
 # voices, so "unseen" measures generalisation across kinds of voice, not just new names.
@@ -34,8 +37,10 @@ class CorpusConfig:
 
     The defaults give about 25 hours of training speech (4.3 s per utterance on average)
     over a 20,000-word vocabulary, spoken by 6 accents × 91 variants at varied rate and
-    pitch, with 60% of training utterances augmented; dev, test and unseen hold 1,500 clean
-    utterances each.
+    pitch, half of them further transformed in pitch and formants, with varied onsets,
+    offsets and levels, and 60% of training utterances augmented; dev, test and unseen hold
+    1,500 clean utterances each, ``trimmed`` 1,000 clean ones with no silence around the
+    speech, and ``cross_synth`` 1,000 spoken by Festival (never used in training).
     """
 
     # Seed of every random choice (sentences, voices, augmentation, espeak's noise).
@@ -57,6 +62,10 @@ class CorpusConfig:
     test_utterances: int = 1_500
     # Unseen: new sentences by accents/variants absent from training; >= 1,000 likewise.
     unseen_utterances: int = 1_500
+    # Trimmed: new sentences, training voices, no silence before or after, varied levels.
+    trimmed_utterances: int = 1_000
+    # Cross-synth: new sentences spoken by Festival, a synthesiser training never hears.
+    cross_synth_utterances: int = 1_000
     # Whole accents never heard in training (spoken only in "unseen").
     unseen_accents: tuple[str, ...] = ("en-029", "en-gb-x-gbcwmd")
     # Whole voice variants never heard in training (spoken only in "unseen").
@@ -67,8 +76,13 @@ class CorpusConfig:
     pitch_range: tuple[int, int] = (20, 80)
     # Silence added before and after the speech, seconds (uniform in the range).
     padding_seconds: tuple[float, float] = (0.05, 0.3)
-    # Peak level each utterance is scaled to (uniform in the range), for level variety.
+    # Peak level each evaluation utterance is scaled to (uniform in the range).
     peak_range: tuple[float, float] = (0.25, 0.95)
+    # Onset, offset, level and voice variety of training audio (and the levels of "trimmed").
+    variety: VarietyConfig = field(default_factory=VarietyConfig)
+    # Festival's speaking-rate stretch and intonation mean (Hz) for cross_synth, uniform.
+    festival_stretch: tuple[float, float] = (0.85, 1.2)
+    festival_pitch_hz: tuple[float, float] = (90.0, 140.0)
     # How training audio is perturbed (dev, test and unseen stay clean).
     augmentation: AugmentConfig = field(default_factory=AugmentConfig)
     # Storage: 16-bit "flac" (about half the disk of "wav", slightly slower to write).
@@ -102,6 +116,10 @@ class CorpusConfig:
         self._check_range("peak_range", self.peak_range, 0.01, 1.0)
         if self.audio_format not in ("flac", "wav"):
             raise ValueError(f"audio_format must be 'flac' or 'wav'; got {self.audio_format!r}")
+        self._check_range("festival_stretch", self.festival_stretch, 0.5, 2.0)
+        self._check_range("festival_pitch_hz", self.festival_pitch_hz, 50.0, 300.0)
+        if not isinstance(self.variety, VarietyConfig):
+            raise TypeError(f"variety must be a VarietyConfig; got {type(self.variety).__name__}")
         if not isinstance(self.augmentation, AugmentConfig):
             raise TypeError(
                 f"augmentation must be an AugmentConfig; got {type(self.augmentation).__name__}"
@@ -131,4 +149,6 @@ class CorpusConfig:
             dev_utterances=6,
             test_utterances=6,
             unseen_utterances=6,
+            trimmed_utterances=4,
+            cross_synth_utterances=4,
         )
