@@ -58,6 +58,12 @@ def _demo(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     started = time.perf_counter()
+    if args.target == "default":  # a first run synthesises the corpus splits it scores on
+        from agents.commands_asr import _progress_bar
+        from asr.corpus import ensure_corpus
+
+        bar = None if args.quiet else _progress_bar("synthesising dev and test speech (first run only)", "utt")
+        ensure_corpus(progress=bar, splits=("dev", "test"))
     update, close = (None, lambda: None) if args.quiet else search_progress_bar(config.evaluations)
     try:
         result = run_search(config, args.out, progress=update)

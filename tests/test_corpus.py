@@ -21,6 +21,8 @@ from asr.corpus.augment import (
     speed_perturb,
 )
 from asr.corpus.build import corpus_key
+from asr.corpus.config import FESTIVAL_SPLITS
+from asr.corpus.festival import festival_available
 from asr.manifest import read_manifest
 from asr.text import normalise_text
 
@@ -164,6 +166,11 @@ def _plant_unfinished_run(root: Path, split: str) -> list[Path]:
     return [staging, manifest_tmp]
 
 
+def _made_splits() -> list[str]:
+    """The splits a whole generation makes here: Festival's only where it is installed."""
+    return [s for s in SPLITS if festival_available() or s not in FESTIVAL_SPLITS]
+
+
 @pytest.fixture(scope="module")
 def tiny_corpora(tmp_path_factory) -> dict:
     """A tiny corpus generated whole, and one generated split by split after an interruption."""
@@ -201,9 +208,11 @@ def test_tiny_corpus_is_byte_identical_across_runs_worker_counts_and_splits(tiny
     whole, by_split = tiny_corpora["whole"], tiny_corpora["by_split"]
     assert whole.root.name == by_split.root.name == corpus_key(CorpusConfig.tiny())
     digest = _digest(whole.root)
-    assert len([name for name in digest if name.endswith(".flac")]) == 42
+    config = CorpusConfig.tiny()
+    count = sum(config.utterances(s) for s in _made_splits())
+    assert len([name for name in digest if name.endswith(".flac")]) == count
     assert digest == _digest(by_split.root)
-    assert tiny_corpora["calls"][0] == (0, 42) and tiny_corpora["calls"][-1] == (42, 42)
+    assert tiny_corpora["calls"][0] == (0, count) and tiny_corpora["calls"][-1] == (count, count)
     assert by_split.info()["splits"] == whole.info()["splits"]
     assert by_split.info()["disk_megabytes"] == whole.info()["disk_megabytes"]
 
@@ -222,29 +231,30 @@ def test_an_unfinished_split_is_cleared_and_redone(tiny_corpora) -> None:
     root = tiny_corpora["by_split"].root
     assert not any(path.exists() for path in tiny_corpora["leftovers"])
     assert _digest(root) == _digest(tiny_corpora["whole"].root)  # stale unseen audio replaced
-    assert sorted(p.name for p in root.iterdir() if p.name.startswith(".")) == [
-        ".corpus.json.lock",
-        ".dev.lock",
-        ".test.lock",
-        ".train.lock",
-        ".unseen.lock",
-    ]
+    assert sorted(p.name for p in root.iterdir() if p.name.startswith(".")) == sorted(
+        [".corpus.json.lock", *(f".{split}.lock" for split in _made_splits())]
+    )
 
 
 @needs_espeak
 def test_tiny_corpus_splits_are_disjoint_and_unseen_voices_are_new(tiny_corpora) -> None:
     paths = tiny_corpora["whole"]
-    manifests = {split: read_manifest(paths.manifest(split), strict=True) for split in SPLITS}
+    made = _made_splits()
+    assert [s for s in SPLITS if paths.manifest(s).is_file()] == made
+    manifests = {split: read_manifest(paths.manifest(split), strict=True) for split in made}
     config = CorpusConfig.tiny()
     for split, manifest in manifests.items():
         assert len(manifest) == config.utterances(split)
         for u in manifest:
             assert u.normalised_text == u.text
             assert u.extra["words"] == len(u.text.split())
-            assert set(u.extra["voice"]) == {"accent", "variant", "rate", "pitch"}
+            if split in FESTIVAL_SPLITS:
+                assert u.extra["voice"]["synthesiser"] == "festival"
+            else:
+                assert set(u.extra["voice"]) == {"accent", "variant", "rate", "pitch"}
     texts = {split: {u.text for u in m} for split, m in manifests.items()}
-    for i, a in enumerate(SPLITS):
-        for b in SPLITS[i + 1 :]:
+    for i, a in enumerate(made):
+        for b in made[i + 1 :]:
             assert not texts[a] & texts[b], (a, b)
     trained = [u.extra["voice"] for split in ("train", "dev", "test") for u in manifests[split]]
     assert not {v["accent"] for v in trained} & set(config.unseen_accents)
@@ -301,13 +311,38 @@ def test_an_interrupted_generation_leaves_no_split_behind(tmp_path) -> None:
             ("dev", "validation"),
             ValueError,
             r"unknown split 'validation' in splits=\('dev', "
-            r"'validation'\); accepted: train, dev, test, unseen",
+            r"'validation'\); accepted: train, dev, test, unseen, trimmed, cross_synth",
         ),
-        ([], ValueError, r"splits is empty; name some of train, dev, test, unseen"),
+        ([], ValueError, r"splits is empty; name some of train, dev, test, unseen, trimmed"),
         ("test", TypeError, r"not a string; got 'test': pass \('test',\)"),
     ],
 )
 def test_ensure_corpus_rejects_bad_splits(splits, error, message, tmp_path) -> None:
     with pytest.raises(error, match=message):
         ensure_corpus(CorpusConfig.tiny(), tmp_path, splits=splits)
+    assert os.listdir(tmp_path) == []
+
+
+@needs_espeak
+def test_tiny_corpus_onsets_levels_and_voices_vary_where_they_should(tiny_corpora) -> None:
+    import soundfile
+
+    paths = tiny_corpora["whole"]
+    train = read_manifest(paths.manifest("train"), strict=True)
+    onsets = [u.extra["onset"] for u in train]
+    assert min(onsets) <= 0.0 < max(onsets)  # some clips start with speech, some after silence
+    assert {u.extra["voice_transform"] != "none" for u in train} == {True, False}
+    for u in read_manifest(paths.manifest("trimmed"), strict=True):
+        assert u.extra["onset"] == u.extra["offset"] == 0.0
+        audio, rate = soundfile.read(u.audio_filepath)
+        first = audio[: int(0.01 * rate)]  # the first 10 ms already carry speech
+        assert np.sqrt(np.mean(first**2)) > 1e-3 * np.max(np.abs(audio)), u.id
+    for u in read_manifest(paths.manifest("test"), strict=True):
+        assert 0.05 <= u.extra["onset"] <= 0.3
+
+
+def test_festival_splits_without_festival_say_what_to_install(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr("asr.corpus.build.festival_available", lambda voice="kal_diphone": False)
+    with pytest.raises(RuntimeError, match=r"'cross_synth' is spoken by Festival.*apt-get install festival"):
+        ensure_corpus(CorpusConfig.tiny(), tmp_path, splits=("cross_synth",))
     assert os.listdir(tmp_path) == []

@@ -142,12 +142,16 @@ def transform_voice(
         ImportError: if ``praat-parselmouth`` (the ``corpus`` extra) is missing.
     """
     import parselmouth
-    from parselmouth.praat import call
+    from parselmouth.praat import call, run
 
     formant = float(rng.uniform(*config.formant_ratio))
     pitch = float(np.exp(rng.uniform(*np.log(config.pitch_median_hz))))
     depth = float(rng.uniform(*config.pitch_range_factor))
+    praat_seed = int(rng.integers(1, 2**31))
     sound = parselmouth.Sound(speech.astype(np.float64), sampling_frequency=sample_rate)
+    # Praat's PSOLA places the pulses of voiceless stretches at random: seed its generator
+    # (process-wide) for every utterance, or the same corpus comes out different each time.
+    run(f"random_initializeWithSeedUnsafelyButPredictably ({praat_seed})\n")
     with warnings.catch_warnings():
         # Whispered voices have no voiced frames: Praat then shifts the formants only.
         warnings.simplefilter("ignore", parselmouth.PraatWarning)

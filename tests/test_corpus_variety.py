@@ -1,0 +1,86 @@
+"""Onset, level and voice variety of training speech."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from asr.corpus.variety import (
+    VarietyConfig,
+    draw_peak,
+    draw_placement,
+    place_speech,
+    transform_voice,
+    trim_silence,
+)
+
+RATE = 16000
+
+
+def _tone(seconds: float) -> np.ndarray:
+    t = np.arange(int(seconds * RATE)) / RATE
+    return (0.5 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
+
+
+def test_trim_silence_removes_leading_and_trailing_silence_only() -> None:
+    speech = _tone(0.5)
+    padded = np.concatenate([np.zeros(4000, np.float32), speech, 1e-6 * np.ones(2400, np.float32)])
+    trimmed = trim_silence(padded, RATE)
+    assert abs(trimmed.shape[0] - speech.shape[0]) <= 80  # one 5 ms frame either side
+    assert trim_silence(np.zeros(1000, np.float32), RATE).shape[0] == 1000  # all silent: kept
+
+
+def test_place_speech_pads_and_cuts() -> None:
+    speech = _tone(0.4)
+    out = place_speech(speech, 0.1, 0.0, RATE)
+    assert out.shape[0] == speech.shape[0] + 1600 and not out[:1600].any()
+    cut = place_speech(speech, -0.02, -0.01, RATE)
+    assert cut.shape[0] == speech.shape[0] - 320 - 160
+    np.testing.assert_array_equal(cut, speech[320:-160])
+    # A cut never takes more than a quarter of the speech.
+    assert place_speech(speech, -1.0, 0.0, RATE).shape[0] == speech.shape[0] - speech.shape[0] // 4
+
+
+def test_placement_draws_follow_the_fractions() -> None:
+    config = VarietyConfig(bare_onset_fraction=0.3, cut_fraction=0.1)
+    rng = np.random.default_rng(0)
+    onsets = np.array([draw_placement(config, rng)[0] for _ in range(4000)])
+    assert np.mean(onsets == 0.0) == pytest.approx(0.3, abs=0.03)
+    assert np.mean(onsets < 0.0) == pytest.approx(0.1, abs=0.02)
+    assert onsets.min() >= -0.04 and onsets.max() <= 0.6
+    peaks = np.array([draw_peak((0.03, 0.95), rng) for _ in range(2000)])
+    assert 0.03 <= peaks.min() and peaks.max() <= 0.95
+    assert np.median(peaks) == pytest.approx(np.sqrt(0.03 * 0.95), rel=0.15)  # log-uniform
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"voice_fraction": 1.5}, r"VarietyConfig.voice_fraction must be in \[0, 1\]; got 1.5"),
+        ({"bare_onset_fraction": 0.95, "cut_fraction": 0.1}, r"must be <= 1"),
+        ({"peak_range": (0.5, 0.1)}, r"VarietyConfig.peak_range must be \(min, max\)"),
+    ],
+)
+def test_variety_config_rejects_bad_values(changes, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        VarietyConfig(**changes)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("parselmouth") is None, reason="praat-parselmouth missing")
+def test_voice_transformation_changes_the_voice_and_keeps_the_length() -> None:
+    t = np.arange(int(0.6 * RATE)) / RATE
+    voiced = sum(np.sin(2 * np.pi * 120 * k * t) / k for k in range(1, 20)).astype(np.float32) * 0.1
+    config = VarietyConfig(pitch_median_hz=(240.0, 240.0), pitch_range_factor=(1.0, 1.0))
+    noisy = voiced + 0.05 * np.random.default_rng(1).standard_normal(voiced.shape).astype(np.float32)
+    noisy[: RATE // 5] = 0.05 * np.random.default_rng(2).standard_normal(RATE // 5)  # voiceless
+    out, description = transform_voice(noisy, RATE, config, np.random.default_rng(0))
+    again, _ = transform_voice(noisy, RATE, config, np.random.default_rng(0))
+    np.testing.assert_array_equal(out, again)  # Praat's own randomness is seeded too
+    assert out.shape == voiced.shape and description.startswith("voice-f")
+    # The fundamental moved from 120 Hz to about 240 Hz.
+    spectrum = np.abs(np.fft.rfft(out[2000:-2000]))
+    freqs = np.fft.rfftfreq(out[2000:-2000].shape[0], 1 / RATE)
+    band = (freqs > 60) & (freqs < 400)
+    assert 200 < freqs[band][np.argmax(spectrum[band])] < 280
