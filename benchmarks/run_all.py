@@ -18,6 +18,7 @@ QUICK_DIR = Path(__file__).resolve().parent / "results" / "quick"
 
 QUICK = [
     ["benchmarks.bench_lowrank", "--quick", "--output", str(QUICK_DIR / "lowrank.json")],
+    ["benchmarks.bench_model", "--limit", "100", "--joint-limit", "20", "--repeats", "1"],
     ["benchmarks.bench_env", "--repeats", "100"],
     ["benchmarks.bench_subset", "--pool", "300", "--select-configs", "6", "--eval-configs", "16"],
     ["benchmarks.bench_search", "--quick", "--budgets", "0.3"],  # the budget the acceptance is judged at
@@ -28,6 +29,8 @@ QUICK = [
 ]
 FULL = [
     ["benchmarks.bench_lowrank"],
+    ["benchmarks.bench_model"],
+    ["benchmarks.bench_resample"],
     ["benchmarks.bench_env"],
     ["benchmarks.bench_subset"],
     ["benchmarks.bench_search"],
