@@ -21,6 +21,7 @@ from shrinkml_env.config_fields import check_known_fields
 __all__ = [
     "AGENTS",
     "BASELINE_AGENTS",
+    "OPTUNA_AGENTS",
     "RL_AGENTS",
     "SearchConfig",
     "parse_sb3_overrides",
@@ -29,7 +30,8 @@ __all__ = [
 
 RL_AGENTS = ("ppo", "a2c", "dqn", "maskable_ppo")
 BASELINE_AGENTS = ("uniform", "random", "greedy", "evolution")
-AGENTS = RL_AGENTS + BASELINE_AGENTS
+OPTUNA_AGENTS = ("tpe", "cmaes", "nsga2")  # Optuna's samplers (the optional `optuna` extra)
+AGENTS = RL_AGENTS + BASELINE_AGENTS + OPTUNA_AGENTS
 
 # Fields that may differ when a run directory is resumed: they change where or how fast the
 # search runs, or how long it may go on, not what any evaluation means.
@@ -42,8 +44,8 @@ class SearchConfig:
 
     Attributes:
         agent: who proposes configurations: an SB3 algorithm (``ppo``, ``a2c``, ``dqn``,
-            ``maskable_ppo``) or a baseline (``uniform``, ``random``, ``greedy``,
-            ``evolution``).
+            ``maskable_ppo``), a baseline (``uniform``, ``random``, ``greedy``,
+            ``evolution``) or an Optuna sampler (``tpe``, ``cmaes``, ``nsga2``).
         budget: size ratio to reach (compressible parameters after ÷ before), in (0, 1].
         reward: the env's reward name (``shrinkml_env.rewards.reward_names()``).
         evaluations: unique search-subset evaluations the search may spend; cache hits are

@@ -23,7 +23,7 @@ from torch import nn
 
 from agents.baselines import BASELINES, uniform_action
 from agents.budget import EvaluationRecord, EvaluationRecorder, SearchLog, SearchProgress
-from agents.config import SearchConfig
+from agents.config import OPTUNA_AGENTS, SearchConfig
 from agents.run_dir import RunDir
 from agents.targets import SearchTarget, make_search_target
 from shrinkml_env.compression import describe_layers, export_factorised, uniform_ranks_at_size
@@ -173,7 +173,12 @@ def run_search(
     if not log.exhausted:
         recorder = EvaluationRecorder(env, log)
         recorder.reset(seed=config.seed)
-        runner = _rl_runner() if config.is_rl else BASELINES[config.agent]
+        if config.is_rl:
+            runner = _rl_runner()
+        elif config.agent in OPTUNA_AGENTS:
+            from agents.optuna_search import run_optuna as runner
+        else:
+            runner = BASELINES[config.agent]
         stop_reason = runner(config, recorder, log, np.random.default_rng(config.seed))
     curve = run.uniform_curve()
     if curve is None:
