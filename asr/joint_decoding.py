@@ -10,12 +10,17 @@ audio is explained. Every hypothesis is scored
 
     score = (1 - ctc_weight) · log p_att(y) + ctc_weight · log p_ctc-prefix(y) + bonus · |y|
 
+The whole batch is searched at once: the hypotheses of every utterance are rows of one
+decoder batch, and one pass over the frames extends the CTC prefix scores of all of them
+(frames past an utterance's end are padded so that they change nothing), so the cost per
+step is a handful of array operations per frame, not per frame and utterance.
+
 Written here because no maintained library offers CTC prefix scoring over a custom torch
 decoder without pulling in a whole toolkit (ESPnet, SpeechBrain); torchaudio's CTC decoder
 scores CTC only, and is an optional extra here.
 
-Shape legend: ``B`` batch size; ``T`` encoder frames; ``V`` output symbols; ``K`` live
-hypotheses; ``C`` candidate tokens per hypothesis.
+Shape legend: ``B`` batch size; ``T`` encoder frames; ``V`` output symbols; ``N`` live
+hypotheses of the whole batch; ``C`` candidate tokens per hypothesis.
 """
 
 from __future__ import annotations
@@ -38,9 +43,9 @@ _NEG = -1e30
 class JointConfig:
     """Joint CTC/attention beam search settings."""
 
-    beam_size: int = 4  # hypotheses kept per step
+    beam_size: int = 4  # hypotheses kept per utterance and step
     ctc_weight: float = 0.3  # weight of the CTC prefix score (0: attention only, 1: CTC only)
-    candidates: int = 6  # tokens per hypothesis scored by CTC, the attention's best ones
+    candidates: int = 6  # tokens per hypothesis scored by CTC: the attention's best ones
     length_bonus: float = 0.0  # added per output token (> 0 favours longer transcripts)
 
     def __post_init__(self) -> None:
@@ -52,63 +57,75 @@ class JointConfig:
             raise ValueError(f"candidates must be >= 1; got {self.candidates}")
 
 
-class _CTCPrefixScorer:
-    """CTC prefix log-probabilities of growing hypotheses over one utterance's frames.
+def padded_ctc_log_probs(log_probs: np.ndarray, lengths: np.ndarray, blank: int) -> np.ndarray:
+    """``(T, B, V)`` CTC log-probabilities whose frames past each length emit blank surely.
 
-    Each hypothesis carries ``(r_n, r_b)``: the log-probabilities, for every frame t, that
-    frames ``0..t`` emit exactly the hypothesis and end in a non-blank (``r_n``) or a blank
-    (``r_b``). Extending by a token needs one pass over the frames.
+    A blank with probability one after the end leaves every prefix score and every
+    whole-utterance score as it was at the last real frame.
     """
+    out = log_probs.copy()
+    for b, length in enumerate(lengths):
+        out[length:, b, :] = _NEG
+        out[length:, b, blank] = 0.0
+    return out
 
-    def __init__(self, log_probs: np.ndarray, blank: int) -> None:
-        self.x = log_probs  # (T, V)
-        self.blank = blank
-        self.frames = log_probs.shape[0]
 
-    def initial(self) -> tuple[np.ndarray, np.ndarray, float]:
-        """State of the empty hypothesis: ``(r_n (T,), r_b (T,), prefix score 0)``."""
-        r_n = np.full(self.frames, _NEG)
-        r_b = np.cumsum(self.x[:, self.blank])
-        return r_n, r_b, 0.0
+def ctc_initial(x: np.ndarray, blank: int) -> tuple[np.ndarray, np.ndarray]:
+    """States ``(r_n, r_b)``, each ``(T, B)``, of the empty hypothesis of each utterance.
 
-    def extend(
-        self, r_n: np.ndarray, r_b: np.ndarray, last: np.ndarray, tokens: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Prefix scores of every hypothesis extended by each of its candidate tokens.
+    ``r_n[t]`` / ``r_b[t]``: log-probability that frames ``0..t`` emit exactly the hypothesis
+    and end in a non-blank / a blank.
+    """
+    return np.full(x.shape[:2], _NEG), np.cumsum(x[:, :, blank], axis=0)
 
-        Args:
-            r_n, r_b: ``(T, K)`` states of the hypotheses.
-            last: ``(K,)`` last token of each hypothesis (-1 for the empty one).
-            tokens: ``(K, C)`` candidate tokens (not blank, not ``<eos>``).
 
-        Returns:
-            ``(new_r_n (T, K, C), new_r_b (T, K, C), prefix log-probability (K, C))``.
-        """
-        x = self.x[:, tokens]  # (T, K, C)
-        total = np.logaddexp(r_n, r_b)[:, :, None]  # (T, K, 1)
-        # A repeated token needs a blank between the two, so only r_b continues into it.
-        phi = np.where(tokens[None] == last[None, :, None], r_b[:, :, None], total)
-        new_n = np.full(x.shape, _NEG)
-        new_b = np.full(x.shape, _NEG)
-        new_n[0] = np.where(last[:, None] < 0, x[0], _NEG)
-        blank = self.x[:, self.blank]
-        for t in range(1, self.frames):
-            new_n[t] = np.logaddexp(new_n[t - 1], phi[t - 1]) + x[t]
-            new_b[t] = np.logaddexp(new_b[t - 1], new_n[t - 1]) + blank[t]
-        prefix = np.logaddexp.reduce(np.concatenate([new_n[:1], phi[:-1] + x[1:]]), axis=0)
-        return new_n, new_b, prefix
+def ctc_extend(
+    x: np.ndarray,
+    rows: np.ndarray,
+    r_n: np.ndarray,
+    r_b: np.ndarray,
+    last: np.ndarray,
+    tokens: np.ndarray,
+    blank: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CTC prefix scores of every hypothesis extended by each of its candidate tokens.
 
-    @staticmethod
-    def final(r_n: np.ndarray, r_b: np.ndarray) -> np.ndarray:
-        """Log-probability that the whole utterance is exactly each hypothesis: ``(K,)``."""
-        return np.logaddexp(r_n[-1], r_b[-1])
+    Args:
+        x: ``(T, B, V)`` padded CTC log-probabilities (:func:`padded_ctc_log_probs`).
+        rows: ``(N,)`` utterance of each hypothesis.
+        r_n, r_b: ``(T, N)`` states of the hypotheses.
+        last: ``(N,)`` last token of each hypothesis (-1 for the empty one).
+        tokens: ``(N, C)`` candidate tokens (not blank, not ``<eos>``).
+
+    Returns:
+        ``(new_r_n (T, N, C), new_r_b (T, N, C), prefix log-probability (N, C))``.
+    """
+    xc = x[:, rows[:, None], tokens]  # (T, N, C)
+    x_blank = x[:, rows, blank][:, :, None]  # (T, N, 1)
+    total = np.logaddexp(r_n, r_b)[:, :, None]
+    # A repeated token needs a blank between the two, so only r_b continues into it.
+    phi = np.where(tokens[None] == last[None, :, None], r_b[:, :, None], total)
+    new_n = np.empty(xc.shape)
+    new_b = np.empty(xc.shape)
+    new_n[0] = np.where(last[:, None] < 0, xc[0], _NEG)
+    new_b[0] = _NEG
+    for t in range(1, xc.shape[0]):
+        new_n[t] = np.logaddexp(new_n[t - 1], phi[t - 1]) + xc[t]
+        new_b[t] = np.logaddexp(new_b[t - 1], new_n[t - 1]) + x_blank[t]
+    prefix = np.logaddexp.reduce(np.concatenate([new_n[:1], phi[:-1] + xc[1:]]), axis=0)
+    return new_n, new_b, prefix
+
+
+def ctc_final(r_n: np.ndarray, r_b: np.ndarray) -> np.ndarray:
+    """Log-probability that each whole utterance is exactly its hypothesis: ``(N,)``."""
+    return np.logaddexp(r_n[-1], r_b[-1])
 
 
 @torch.inference_mode()
 def joint_beam_search(
     model: ASRModel, features: torch.Tensor, frames: torch.Tensor, config: JointConfig | None = None
 ) -> list[list[int]]:
-    """Joint CTC/attention beam search, one utterance at a time, its hypotheses batched.
+    """Joint CTC/attention beam search of a batch, all hypotheses of all utterances at once.
 
     Args:
         features: ``(B, T, F)`` normalised features.
@@ -122,59 +139,65 @@ def joint_beam_search(
     """
     config = config or JointConfig()
     tok = CharTokenizer
-    encoded_all, lengths_all = model.encode(features, frames)
-    ctc_all = model.ctc_log_probs(encoded_all).double().cpu().numpy() if config.ctc_weight else None
-    weight = config.ctc_weight
-    results: list[list[int]] = []
-    for b in range(features.shape[0]):
-        length = int(lengths_all[b])
-        encoded, lengths = encoded_all[b : b + 1, :length], lengths_all[b : b + 1]
-        cap = int(model.max_decode_steps(lengths)[0])
-        state = model.initial_state(encoded, lengths)
-        scorer = _CTCPrefixScorer(ctc_all[b, :length], tok.blank_id) if ctc_all is not None else None
-        if scorer is not None:
-            r_n0, r_b0, _ = scorer.initial()
-            r_n, r_b = r_n0[:, None], r_b0[:, None]
-        # Per live hypothesis: tokens, attention log-prob, CTC prefix log-prob.
-        hyps: list[tuple[list[int], float, float]] = [([], 0.0, 0.0)]
-        finished: list[tuple[list[int], float]] = []
-        for _ in range(cap):
-            last = torch.tensor([h[-1] if h else tok.sos_id for h, _, _ in hyps], dtype=torch.long)
-            logits, state = model.decoder_step(last, state)
-            att = torch.log_softmax(logits, dim=1).double().cpu().numpy()  # (K, V)
-            att[:, [tok.sos_id, tok.blank_id]] = _NEG
-            # End every hypothesis here: scored by how well it explains the whole audio.
-            for k, (tokens, att_score, _) in enumerate(hyps):
-                ctc_end = float(scorer.final(r_n[:, k : k + 1], r_b[:, k : k + 1])[0]) if scorer else 0.0
-                joint = (1 - weight) * (att_score + att[k, tok.eos_id]) + weight * ctc_end
-                finished.append((tokens, joint + config.length_bonus * len(tokens)))
-            att[:, tok.eos_id] = _NEG
-            candidates = np.argsort(-att, axis=1)[:, : config.candidates]  # (K, C)
-            att_next = np.array([h[1] for h in hyps])[:, None] + np.take_along_axis(att, candidates, 1)
-            if scorer is not None:
-                last_np = np.array([h[-1] if h else -1 for h, _, _ in hyps])
-                new_n, new_b, prefix = scorer.extend(r_n, r_b, last_np, candidates)
-                ctc_next = prefix
-            else:
-                ctc_next = np.zeros_like(att_next)
-            joint = (1 - weight) * att_next + weight * ctc_next
-            order = np.argsort(-joint, axis=None)[: config.beam_size]
-            rows, cols = np.unravel_index(order, joint.shape)
-            new_hyps = [
-                (hyps[r][0] + [int(candidates[r, c])], float(att_next[r, c]), float(ctc_next[r, c]))
-                for r, c in zip(rows, cols)
-            ]
-            best_open = float(joint[rows[0], cols[0]]) + config.length_bonus * len(new_hyps[0][0])
-            best_end = max(score for _, score in finished)
+    weight, bonus = config.ctc_weight, config.length_bonus
+    encoded, lengths = model.encode(features, frames)
+    batch = encoded.shape[0]
+    caps = model.max_decode_steps(lengths).tolist()
+    use_ctc = weight > 0
+    if use_ctc:
+        raw = model.ctc_log_probs(encoded).double().cpu().numpy().transpose(1, 0, 2)
+        x = padded_ctc_log_probs(raw, lengths.cpu().numpy(), tok.blank_id)
+        r_n, r_b = ctc_initial(x, tok.blank_id)
+    state = model.initial_state(encoded, lengths)
+    # The live hypotheses, one row each: utterance, tokens, attention and CTC log-probs.
+    rows = np.arange(batch)
+    hyps: list[list[int]] = [[] for _ in range(batch)]
+    att_score = np.zeros(batch)
+    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
+    step = 0
+    while rows.size:
+        last = torch.tensor([h[-1] if h else tok.sos_id for h in hyps], dtype=torch.long, device=encoded.device)
+        logits, state = model.decoder_step(last, state)
+        att = torch.log_softmax(logits, dim=1).double().cpu().numpy()  # (N, V)
+        att[:, [tok.sos_id, tok.blank_id]] = _NEG
+        # Ending every hypothesis here, scored by how well it explains the whole audio.
+        end = (1 - weight) * (att_score + att[:, tok.eos_id]) + bonus * np.array([len(h) for h in hyps])
+        if use_ctc:
+            end = end + weight * ctc_final(r_n, r_b)
+        for n, utterance in enumerate(rows):
+            finished[utterance].append((float(end[n]), hyps[n]))
+        att[:, tok.eos_id] = _NEG
+        candidates = np.argsort(-att, axis=1)[:, : config.candidates]  # (N, C)
+        att_next = att_score[:, None] + np.take_along_axis(att, candidates, 1)
+        joint = (1 - weight) * att_next
+        if use_ctc:
+            last_np = np.array([h[-1] if h else -1 for h in hyps])
+            new_n, new_b, prefix = ctc_extend(x, rows, r_n, r_b, last_np, candidates, tok.blank_id)
+            joint = joint + weight * prefix
+        step += 1
+        keep_parent, keep_cand = [], []
+        for utterance in np.unique(rows):
+            mine = np.flatnonzero(rows == utterance)
+            scores = joint[mine]
+            order = np.argsort(-scores, axis=None)[: config.beam_size]
+            parents, cands = np.unravel_index(order, scores.shape)
+            best_open = float(scores[parents[0], cands[0]]) + bonus * (len(hyps[mine[0]]) + 1)
+            best_end = max(score for score, _ in finished[utterance])
             # Scores only fall as hypotheses grow (bonus aside): stop once no live one can win.
-            if config.length_bonus <= 0 and best_end >= best_open:
-                break
-            hyps = new_hyps
-            state = _select(state, torch.as_tensor(rows, dtype=torch.long))
-            if scorer is not None:
-                r_n, r_b = new_n[:, rows, cols], new_b[:, rows, cols]
-        else:
-            for tokens, att_score, ctc_score in hyps:  # length cap reached
-                finished.append((tokens, (1 - weight) * att_score + weight * ctc_score))
-        results.append(max(finished, key=lambda item: item[1])[0])
-    return results
+            if (bonus <= 0 and best_end >= best_open) or step >= caps[utterance]:
+                if step >= caps[utterance]:  # length cap: the live ones end here as they are
+                    for p, c in zip(parents, cands):
+                        tokens = [*hyps[mine[p]], int(candidates[mine[p], c])]
+                        finished[utterance].append((float(scores[p, c]), tokens))
+                continue
+            keep_parent.extend(mine[parents])
+            keep_cand.extend(cands)
+        parent, cand = np.array(keep_parent, dtype=int), np.array(keep_cand, dtype=int)
+        hyps = [[*hyps[p], int(candidates[p, c])] for p, c in zip(parent, cand)]
+        att_score = att_next[parent, cand]
+        rows = rows[parent]
+        if rows.size:
+            state = _select(state, torch.as_tensor(parent, dtype=torch.long, device=encoded.device))
+            if use_ctc:
+                r_n, r_b = new_n[:, parent, cand], new_b[:, parent, cand]
+    return [max(options, key=lambda item: item[0])[1] for options in finished]
