@@ -343,6 +343,6 @@ def test_tiny_corpus_onsets_levels_and_voices_vary_where_they_should(tiny_corpor
 
 def test_festival_splits_without_festival_say_what_to_install(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr("asr.corpus.build.festival_available", lambda voice="kal_diphone": False)
-    with pytest.raises(RuntimeError, match=r"'cross_synth' is spoken by Festival.*apt-get install festival"):
+    with pytest.raises(FileNotFoundError, match=r"'cross_synth' is spoken by Festival.*apt-get install festival"):
         ensure_corpus(CorpusConfig.tiny(), tmp_path, splits=("cross_synth",))
     assert os.listdir(tmp_path) == []

@@ -230,7 +230,7 @@ def _requested_splits(splits: Sequence[str] | None) -> tuple[str, ...]:
         raise ValueError(f"splits is empty; name some of {', '.join(SPLITS)}, or None for all")
     festival_wanted = [split for split in splits if split in FESTIVAL_SPLITS]
     if festival_wanted and not festival_available():
-        raise RuntimeError(
+        raise FileNotFoundError(
             f"split {festival_wanted[0]!r} is spoken by Festival, which is not installed here: "
             f"{FESTIVAL_INSTALL_HINT}"
         )
@@ -300,7 +300,7 @@ def ensure_corpus(
         TypeError: if ``splits`` is a string rather than a sequence of names.
         ImportError: if the ``corpus`` extra (espeakng-loader, wordfreq, praat-parselmouth)
             is missing.
-        RuntimeError: if ``splits`` names ``cross_synth`` and Festival is not installed.
+        FileNotFoundError: if ``splits`` names ``cross_synth`` and Festival is not installed.
     """
     config = CorpusConfig() if config is None else config
     requested = _requested_splits(splits)

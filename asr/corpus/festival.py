@@ -72,14 +72,14 @@ def synthesize_festival(
         float32 waveforms in ``[-1, 1]`` at ``sample_rate``, one per text.
 
     Raises:
-        RuntimeError: if Festival or the voice is missing (saying what to install), or if
-            Festival fails.
+        FileNotFoundError: if Festival or the voice is missing (saying what to install).
+        RuntimeError: if Festival fails.
     """
     if len(texts) != len(voices):
         raise ValueError(f"need one voice per text; got {len(texts)} texts, {len(voices)} voices")
     missing = sorted({v.voice for v in voices if not festival_available(v.voice)})
     if missing:
-        raise RuntimeError(
+        raise FileNotFoundError(
             f"Festival or its voice {missing[0]!r} is not installed; the cross_synth split "
             f"needs it: {FESTIVAL_INSTALL_HINT}"
         )
