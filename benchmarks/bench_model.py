@@ -77,6 +77,9 @@ def measure(checkpoint: Path, splits: list[str], joint_splits: list[str], limit:
         print(f"{checkpoint.name} greedy {split}: {out['greedy'][split]}", file=sys.stderr, flush=True)
         if split in joint_splits:
             out["joint"][split] = _split_figures(model, tokenizer, utterances[:joint_limit], joint_config)
+            # Greedy on the very same utterances, for a paired comparison.
+            same = _split_figures(model, tokenizer, utterances[:joint_limit], None)
+            out["joint"][split]["greedy_same_utterances"] = {k: same[k] for k in ("wer", "cer", "short_fraction")}
             print(f"{checkpoint.name} joint {split}: {out['joint'][split]}", file=sys.stderr, flush=True)
     try:
         out["search_evaluation_seconds"] = {

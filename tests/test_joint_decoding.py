@@ -72,10 +72,12 @@ def test_joint_search_matches_greedy_on_learnt_toy_and_validates():
     feats, frames, _, _, texts = toy_batch(8, torch.Generator().manual_seed(123))
     joint = [tok.decode(x) for x in joint_beam_search(model, feats, frames, JointConfig(beam_size=3))]
     assert sum(j == t for j, t in zip(joint, texts)) >= 6, (joint, texts)
-    attention_only = joint_beam_search(model, feats, frames, JointConfig(beam_size=3, ctc_weight=0.0))
-    assert len(attention_only) == 8
-    with pytest.raises(ValueError, match=r"ctc_weight must be in \[0, 1\]; got 1.5"):
+    ctc_only = joint_beam_search(model, feats, frames, JointConfig(beam_size=3, ctc_weight=1.0))
+    assert sum(j == t for j, t in zip(map(tok.decode, ctc_only), texts)) >= 6
+    with pytest.raises(ValueError, match=r"ctc_weight must be in \(0, 1\]; got 1.5"):
         JointConfig(ctc_weight=1.5)
+    with pytest.raises(ValueError, match=r"got 0.0. For attention-only beam search use"):
+        JointConfig(ctc_weight=0.0)
 
 
 def test_joint_search_is_length_capped_on_untrained_model():
