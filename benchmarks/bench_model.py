@@ -34,12 +34,16 @@ TARGETS = {
 }
 
 
-def _split_figures(model, tokenizer, utterances, decoder) -> dict:
+def _batches(tokenizer, utterances) -> list:
     from asr.data import prepare_feature_batches
-    from asr.evaluate import evaluate_batches
     from asr.features import LogMelFrontend
 
-    batches = prepare_feature_batches(utterances, LogMelFrontend(), tokenizer)
+    return prepare_feature_batches(utterances, LogMelFrontend(), tokenizer)
+
+
+def _split_figures(model, tokenizer, batches, decoder) -> dict:
+    from asr.evaluate import evaluate_batches
+
     result = evaluate_batches(model, tokenizer, batches, decoder)
     return {
         "wer": round(result.wer, 4),
@@ -50,13 +54,9 @@ def _split_figures(model, tokenizer, utterances, decoder) -> dict:
     }
 
 
-def _search_evaluation_seconds(model, tokenizer, decoder, repeats: int) -> float:
-    from asr.data import prepare_feature_batches
-    from asr.default import load_split
+def _search_evaluation_seconds(model, tokenizer, batches, decoder, repeats: int) -> float:
     from asr.evaluate import evaluate_batches
-    from asr.features import LogMelFrontend
 
-    batches = prepare_feature_batches(load_split("search"), LogMelFrontend(), tokenizer)
     times = []
     for _ in range(repeats):
         times.append(evaluate_batches(model, tokenizer, batches, decoder).seconds)
@@ -73,18 +73,20 @@ def measure(checkpoint: Path, splits: list[str], joint_splits: list[str], limit:
     out: dict = {"checkpoint": str(checkpoint), "updates": meta.get("updates"), "greedy": {}, "joint": {}}
     for split in splits:
         utterances = load_split(split)[:limit]
-        out["greedy"][split] = _split_figures(model, tokenizer, utterances, None)
+        out["greedy"][split] = _split_figures(model, tokenizer, _batches(tokenizer, utterances), None)
         print(f"{checkpoint.name} greedy {split}: {out['greedy'][split]}", file=sys.stderr, flush=True)
         if split in joint_splits:
-            out["joint"][split] = _split_figures(model, tokenizer, utterances[:joint_limit], joint_config)
+            batches = _batches(tokenizer, utterances[:joint_limit])  # once, for both decoders
+            out["joint"][split] = _split_figures(model, tokenizer, batches, joint_config)
             # Greedy on the very same utterances, for a paired comparison.
-            same = _split_figures(model, tokenizer, utterances[:joint_limit], None)
+            same = _split_figures(model, tokenizer, batches, None)
             out["joint"][split]["greedy_same_utterances"] = {k: same[k] for k in ("wer", "cer", "short_fraction")}
             print(f"{checkpoint.name} joint {split}: {out['joint'][split]}", file=sys.stderr, flush=True)
     try:
+        search = _batches(tokenizer, load_split("search"))  # features once, for both decoders
         out["search_evaluation_seconds"] = {
-            "greedy": _search_evaluation_seconds(model, tokenizer, None, repeats),
-            "joint": _search_evaluation_seconds(model, tokenizer, joint_config, 1),
+            "greedy": _search_evaluation_seconds(model, tokenizer, search, None, repeats),
+            "joint": _search_evaluation_seconds(model, tokenizer, search, joint_config, 1),
         }
     except (FileNotFoundError, ValueError) as e:  # no subset for this corpus yet
         out["search_evaluation_seconds"] = {"error": str(e)}

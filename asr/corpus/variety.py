@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["VarietyConfig", "draw_placement", "place_speech", "transform_voice", "trim_silence"]
+__all__ = ["VarietyConfig", "draw_peak", "draw_placement", "place_speech", "transform_voice", "trim_silence"]
 
 
 @dataclass(frozen=True)
