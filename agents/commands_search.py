@@ -56,6 +56,10 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tensorboard", type=Path, help="log SB3 training to TensorBoard in this folder")
     p.add_argument("--test-utterances", type=int, help="test utterances decoded for the test WER (default: all)")
     p.add_argument("--device", default=d.device, help="torch device")
+    p.add_argument("--score", default=d.score,
+                   help="what the search steers by on the search subset: wer (greedy decoding), cer, loss "
+                   "(teacher-forced cross-entropy of the references) or distill (against the dense model); "
+                   "results are always test WER (default: %(default)s)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -79,6 +83,7 @@ def search_config_from_args(args: argparse.Namespace) -> SearchConfig:
         sb3=sb3,
         test_utterances=args.test_utterances,
         device=args.device,
+        score=args.score,
         tensorboard=None if args.tensorboard is None else str(args.tensorboard),
     )
 

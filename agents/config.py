@@ -67,6 +67,11 @@ class SearchConfig:
             None: the whole test split.
         device: torch device for evaluation and networks.
         tensorboard: folder for SB3's TensorBoard logs; None: no TensorBoard.
+        score: what the search steers by on the search subset (ASR targets; one of
+            ``asr.scores.SCORES``): ``"wer"`` (greedy WER), ``"cer"``, ``"loss"``
+            (teacher-forced cross-entropy of the references) or ``"distill"``
+            (cross-entropy against the dense model's outputs). Reported results are test
+            WER whatever the score.
     """
 
     agent: str = "ppo"
@@ -84,6 +89,7 @@ class SearchConfig:
     test_utterances: int | None = None
     device: str = "cpu"
     tensorboard: str | None = None
+    score: str = "wer"
 
     def __post_init__(self) -> None:
         _check_agent(self.agent)
@@ -114,6 +120,7 @@ class SearchConfig:
             check_hyperparameters(self.agent, dict(sb3))
         if not isinstance(self.target, str) or not self.target:
             raise ValueError(f"target must be 'toy', 'default' or a checkpoint path; got {self.target!r}")
+        _check_score(self.score, self.target)
         object.__setattr__(self, "budget", float(self.budget))
         object.__setattr__(self, "constraint", constraint)
         object.__setattr__(self, "sb3", sb3)
@@ -212,6 +219,17 @@ def _check_budget(budget: Any) -> None:
 def _check_positive_int(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
+
+
+def _check_score(score: str, target: str) -> None:
+    from asr.scores import SCORES
+
+    _check_choice("score", score, SCORES)
+    if target == "toy" and score != "wer":
+        raise ValueError(
+            f"score {score!r} needs a speech recogniser; the toy target has one error "
+            "(misclassification), so use score 'wer' with it"
+        )
 
 
 def _check_choice(name: str, value: Any, accepted: tuple[str, ...]) -> None:

@@ -152,7 +152,7 @@ def run_search(
 
     started = time.perf_counter()
     kit = search_target or make_search_target(
-        config.target, test_utterances=config.test_utterances, device=config.device
+        config.target, test_utterances=config.test_utterances, device=config.device, score=config.score
     )
     run = RunDir(run_dir)
     env = ShrinkMLEnv(

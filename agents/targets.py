@@ -43,12 +43,16 @@ class SearchTarget:
 
 
 def make_search_target(
-    target: str, *, test_utterances: int | None = None, device: str = "cpu"
+    target: str, *, test_utterances: int | None = None, device: str = "cpu", score: str = "wer"
 ) -> SearchTarget:
-    """The search target named by ``SearchConfig.target``."""
+    """The search target named by ``SearchConfig.target``, steered by ``score`` (ASR only)."""
     if target == "toy":
+        if score != "wer":
+            raise ValueError(f"score {score!r} needs a speech recogniser; the toy target scores 'wer' only")
         return toy_search_target()
-    return asr_search_target(None if target == "default" else target, test_utterances=test_utterances, device=device)
+    return asr_search_target(
+        None if target == "default" else target, test_utterances=test_utterances, device=device, score=score
+    )
 
 
 def toy_search_target(seed: int = 0) -> SearchTarget:
@@ -75,10 +79,12 @@ def asr_search_target(
     *,
     test_utterances: int | None = None,
     device: str = "cpu",
+    score: str = "wer",
 ) -> SearchTarget:
-    """An ASR checkpoint (None: the shipped model) searched on the search subset.
+    """An ASR checkpoint (None: the shipped model) searched on the search subset by ``score``
+    (:data:`asr.scores.SCORES`).
 
-    The test error is greedy-decoding WER on the default corpus' test split (its first
+    The test error is greedy-decoding WER, whatever the search score, on the default corpus' test split (its first
     ``test_utterances``, or all of it), prepared on first use.
     """
     from asr.checkpoint import load_checkpoint, save_factorised_asr
@@ -86,7 +92,7 @@ def asr_search_target(
     from asr.target import asr_target
 
     path = default_checkpoint() if checkpoint is None else Path(checkpoint)
-    target = asr_target(path, device=device, name="default" if checkpoint is None else None)
+    target = asr_target(path, device=device, name="default" if checkpoint is None else None, score=score)
     _, tokenizer, _ = load_checkpoint(path)
 
     def save(out: Path, model: nn.Module, meta: dict[str, Any]) -> None:

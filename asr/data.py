@@ -49,12 +49,15 @@ class Batch:
 
 @dataclass
 class FeatureBatch:
-    """Normalised features ready for the model: ``features (B, T, F)``, ``frames (B,)``."""
+    """Normalised features ready for the model: ``features (B, T, F)``, ``frames (B,)``;
+    ``targets (B, U)`` as in :class:`Batch` (``<sos> tokens <eos>``, blank-padded) for scores
+    that feed the reference to the decoder."""
 
     features: torch.Tensor
     frames: torch.Tensor
     ids: list[str]
     texts: list[str]
+    targets: torch.Tensor | None = None
 
 
 def load_batch(
@@ -144,7 +147,7 @@ def prepare_feature_batches(
         with torch.inference_mode():
             features, frames = frontend(batch.waveforms.to(device), batch.samples.to(device))
             features = normalise_utterances(features, frames)
-        batches.append(FeatureBatch(features, frames, batch.ids, batch.texts))
+        batches.append(FeatureBatch(features, frames, batch.ids, batch.texts, batch.targets))
     return batches
 
 

@@ -109,7 +109,7 @@ class ShrinkMLEnv(gym.Env):
     ```python
     gym.make("ShrinkML-v0", target=None, budget=0.3, reward="wer_size", constraint="clamp",
              rank_menu="linear8", granularity="layer", cache=None, device="cpu",
-             continuous=False)
+             continuous=False, score="wer")
     ```
 
     * ``target``: ``None``/``"default"`` (the shipped recogniser scored on the shipped search
@@ -130,8 +130,14 @@ class ShrinkMLEnv(gym.Env):
     * ``cache``: None (in-memory cache) or a path to an SQLite cache shared between processes.
     * ``device``: torch device for evaluation.
     * ``continuous``: ``Box(-1, 1)`` actions instead of ``Discrete(K)``.
+    * ``score``: the error of a built-in speech target (``asr.scores.SCORES``): ``"wer"``
+      (greedy decoding), ``"cer"``, ``"loss"`` (teacher-forced cross-entropy of the reference
+      transcripts: no autoregressive decoding) or ``"distill"`` (cross-entropy against the
+      dense model's outputs). Rewards use ``error / baseline``, so any of them fits every
+      reward. A :class:`~shrinkml_env.target.CompressionTarget` brings its own.
 
-    Terminal ``info``: ``ranks`` (per matrix, in plan order), ``wer``, ``baseline_wer``,
+    Terminal ``info``: ``ranks`` (per matrix, in plan order), ``wer`` (the target's error:
+    WER unless ``score`` says otherwise), ``baseline_wer``,
     ``size_ratio``, ``params``, ``reward_name``, ``cache_hit``; every step's ``info`` has
     ``actions`` so far and the ``action_taken`` after clamping.
 
@@ -167,6 +173,7 @@ class ShrinkMLEnv(gym.Env):
         cache: str | None = None,
         device: str = "cpu",
         continuous: bool = False,
+        score: str = "wer",
     ) -> None:
         super().__init__()
         if not isinstance(budget, (int, float)) or not 0.0 < float(budget) <= 1.0:
@@ -181,7 +188,7 @@ class ShrinkMLEnv(gym.Env):
         self.menu = make_menu(rank_menu)
         self.granularity = granularity
         self.continuous = bool(continuous)
-        self.target = resolve_target(target, device=device)
+        self.target = resolve_target(target, device=device, score=score)
         self.menu = menu_at_budget(self.menu, self.target, self.budget)
         self.plan = CompressionPlan(self.target, self.menu, granularity, device=torch.device(device))
         self.cache = EvaluationCache(cache)

@@ -168,12 +168,22 @@ class _MisclassificationRate:
         return float((predicted != self.labels).float().mean())
 
 
-def resolve_target(target: CompressionTarget | str | None, device: str | torch.device = "cpu") -> CompressionTarget:
+def resolve_target(
+    target: CompressionTarget | str | None, device: str | torch.device = "cpu", score: str = "wer"
+) -> CompressionTarget:
     """Turn the env's ``target`` argument into a target object.
 
     Accepted: a :class:`CompressionTarget`; ``"toy"``; ``None`` or ``"default"`` for the shipped
-    speech recogniser and search subset; a path to an ASR checkpoint (``*.pt``).
+    speech recogniser and search subset; a path to an ASR checkpoint (``*.pt``). ``score``
+    picks the speech targets' error (``asr.scores.SCORES``); a target object or the toy
+    target brings its own, so only ``"wer"`` (the default) is accepted with them.
     """
+    if score != "wer" and (isinstance(target, CompressionTarget) or target == "toy"):
+        what = "the toy target" if target == "toy" else "a CompressionTarget"
+        raise ValueError(
+            f"score {score!r} applies to the built-in speech targets; {what} brings its own "
+            "evaluate(), so put the score there and leave score='wer'"
+        )
     if isinstance(target, CompressionTarget):
         return target
     if target == "toy":
@@ -187,8 +197,8 @@ def resolve_target(target: CompressionTarget | str | None, device: str | torch.d
                 "importable; pass a CompressionTarget instead"
             ) from e
         if target in (None, "default"):
-            return default_target(device=device)
-        return asr_target(target, device=device)
+            return default_target(device=device, score=score)
+        return asr_target(target, device=device, score=score)
     raise TypeError(
         f"target must be a CompressionTarget, 'toy', 'default' or a checkpoint path; got "
         f"{type(target).__name__}"

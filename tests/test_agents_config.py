@@ -24,6 +24,8 @@ from agents.config import AGENTS, SearchConfig, parse_sb3_overrides, read_sb3_co
         ({"agent": "random", "sb3": (("gamma", 0.9),)}, r"given for the baseline agent 'random'"),
         ({"agent": "ppo", "sb3": (("buffer_size", 10),)}, r"ppo takes no hyperparameter\(s\) \['buffer_size'\]"),
         ({"agent": "dqn", "sb3": (("seed", 3),)}, r"dqn takes no hyperparameter\(s\) \['seed'\]"),
+        ({"score": "bleu"}, r"unknown score 'bleu'; accepted: wer, cer, loss, distill"),
+        ({"score": "loss"}, r"score 'loss' needs a speech recogniser; the toy target"),
     ],
 )
 def test_bad_settings_are_refused_with_the_value_and_the_accepted_ones(kwargs, match):

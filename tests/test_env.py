@@ -167,6 +167,7 @@ def test_env_pickles(target):
         ({"rank_menu": "tiny"}, r"unknown rank menu 'tiny'"),
         ({"rank_menu": (0.5, 0.25)}, r"strictly ascending"),
         ({"budget": 0.01}, r"below the smallest size ratio"),
+        ({"score": "loss"}, r"score 'loss' applies to the built-in speech targets; a CompressionTarget"),
     ],
 )
 def test_bad_arguments(target, kwargs, message):
