@@ -120,6 +120,7 @@ def run_greedy(config: SearchConfig, env: EvaluationRecorder, log: SearchLog, rn
     twin = ShrinkMLEnv(
         target=main.target, budget=1.0, reward=main.reward_fn, constraint="clamp",
         rank_menu=main.menu, granularity=main.granularity, device=str(main.plan.device or "cpu"),
+        factorisation=main.factorisation,
     )
     twin.cache = main.cache
     twin_env = EvaluationRecorder(twin, log)

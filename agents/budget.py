@@ -141,7 +141,7 @@ class SearchLog:
         self.episodes = 0
         self.cache_hits = 0
         self.new_evaluations = 0
-        fingerprint, data = scorer.target.fingerprint, scorer.target.data_fingerprint
+        fingerprint, data = scorer.target.fingerprint, scorer.evaluation_fingerprint
         for r in self.records:  # what the run already knows is free from now on
             scorer.cache.put(cache_key(fingerprint, data, r.ranks), r.search_wer)
 

@@ -23,6 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--test-utterances", type=int, help="only the first N test utterances")
     p.add_argument("--stop-at", type=int, help="stop (resumably) after this many updates")
     p.add_argument("--seed", type=int, default=0, help="data order and augmentation seed")
+    p.add_argument("--teacher", type=Path,
+                   help="dense checkpoint to distil from with --distill-weight (default: the model the "
+                        "source run searched: its target, or the shipped model)")
     add_finetune_arguments(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=_finetune)
@@ -41,6 +44,11 @@ def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--specaugment", action="store_true",
                    help="fine-tune with SpecAugment (off by default: short fine-tuning of the shipped model, whose "
                         "training ended without it, does worse with it; benchmarks/results/finetune*.json)")
+    p.add_argument("--distill-weight", type=float, default=d.distill_weight,
+                   help="weight of distillation from the dense model (KL of the next-token distributions) "
+                        "beside the reference loss, in [0, 1] (default: %(default)s)")
+    p.add_argument("--distill-temperature", type=float, default=d.distill_temperature,
+                   help="softmax temperature of the distillation term (default: %(default)s)")
     if not any(a.dest == "threads" for a in p._actions):
         p.add_argument("--threads", type=int, help="torch CPU threads")
     if not any(a.dest == "device" for a in p._actions):
@@ -76,6 +84,8 @@ def finetune_config_from_args(args: argparse.Namespace, *, updates: int | None =
         seed=args.seed,
         threads=args.threads,
         device=args.device,
+        distill_weight=args.distill_weight,
+        distill_temperature=args.distill_temperature,
     )
 
 
@@ -106,6 +116,22 @@ def _utterances(manifest: Path | None, split: str):
     return read.utterances
 
 
+def _teacher(teacher: Path | None, source: Path):
+    """The dense model to distil from: ``--teacher``, else the target of the search run that
+    ``source`` is (``default`` or a checkpoint path), else the shipped model."""
+    from asr.checkpoint import is_factorised, load_checkpoint
+    from asr.default import default_checkpoint
+
+    if teacher is None:
+        config = source / "config.json" if source.is_dir() else None
+        target = json.loads(config.read_text()).get("target", "default") if config and config.is_file() else "default"
+        teacher = default_checkpoint() if target in ("default", "toy") else Path(target)
+    model, _, _ = load_checkpoint(teacher)
+    if is_factorised(model):
+        raise ValueError(f"--teacher {teacher} is a factorised model; distil from a dense checkpoint")
+    return model
+
+
 def _finetune(args: argparse.Namespace) -> int:
     from asr.checkpoint import load_checkpoint
     from asr.finetune import finetune, resolve_source
@@ -120,10 +146,11 @@ def _finetune(args: argparse.Namespace) -> int:
     length = f"{config.epochs:g}ep" if config.epochs is not None else f"{config.updates}upd"
     out = args.out or Path("runs/finetune") / f"{name}-{length}"
     test = _utterances(args.test_manifest, "test")[: args.test_utterances]
+    teacher = _teacher(args.teacher, args.source) if config.distill_weight > 0 else None
     result = finetune(
         model, tokenizer, config, _utterances(args.train_manifest, "train"), _utterances(args.dev_manifest, "dev"),
         test, out, source=str(source), progress=None if args.json else _progress("fine-tuning"),
-        stop_at_update=args.stop_at,
+        stop_at_update=args.stop_at, teacher=teacher,
     )
     if args.json:
         print(json.dumps(result.to_dict()))

@@ -60,6 +60,10 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
                    help="what the search steers by on the search subset: wer (greedy decoding), cer, loss "
                    "(teacher-forced cross-entropy of the references) or distill (against the dense model); "
                    "results are always test WER (default: %(default)s)")
+    p.add_argument("--factorisation", default=d.factorisation,
+                   help="plain (truncated SVD of each matrix) or whitened (activation-aware: minimises the "
+                   "error of each matrix's outputs on calibration data; same exported structure) "
+                   "(default: %(default)s)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -84,6 +88,7 @@ def search_config_from_args(args: argparse.Namespace) -> SearchConfig:
         test_utterances=args.test_utterances,
         device=args.device,
         score=args.score,
+        factorisation=args.factorisation,
         tensorboard=None if args.tensorboard is None else str(args.tensorboard),
     )
 

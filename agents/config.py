@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from shrinkml_env.compression.svd import FACTORISATIONS
 from shrinkml_env.config_fields import check_known_fields
 
 __all__ = [
@@ -72,6 +73,8 @@ class SearchConfig:
             (teacher-forced cross-entropy of the references) or ``"distill"``
             (cross-entropy against the dense model's outputs). Reported results are test
             WER whatever the score.
+        factorisation: ``"plain"`` (truncated SVD) or ``"whitened"`` (activation-aware, on
+            the target's calibration data); the exported models have the same structure.
     """
 
     agent: str = "ppo"
@@ -90,6 +93,7 @@ class SearchConfig:
     device: str = "cpu"
     tensorboard: str | None = None
     score: str = "wer"
+    factorisation: str = "plain"
 
     def __post_init__(self) -> None:
         _check_agent(self.agent)
@@ -121,6 +125,7 @@ class SearchConfig:
         if not isinstance(self.target, str) or not self.target:
             raise ValueError(f"target must be 'toy', 'default' or a checkpoint path; got {self.target!r}")
         _check_score(self.score, self.target)
+        _check_choice("factorisation", self.factorisation, FACTORISATIONS)
         object.__setattr__(self, "budget", float(self.budget))
         object.__setattr__(self, "constraint", constraint)
         object.__setattr__(self, "sb3", sb3)

@@ -336,6 +336,8 @@ def _run_round(config: IterativeConfig, round_dir: Path, k: int, previous: ASRMo
         compressed, tokenizer, config.finetune, data.train, data.dev, data.test, round_dir / "finetune",
         source=str(compressed_path),
         progress=None if finetune_progress is None else (lambda u, t, s: finetune_progress(k, u, t, s)),
+        # Distillation (when configured) from this round's dense starting point.
+        teacher=start if config.finetune.distill_weight > 0 else None,
     )
     increase = relative_increase(tuned.best_dev_wer, baseline_dev_wer)
     return {

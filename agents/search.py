@@ -158,6 +158,7 @@ def run_search(
     env = ShrinkMLEnv(
         target=kit.target, budget=config.budget, reward=config.reward, constraint=config.constraint,
         rank_menu=config.rank_menu, granularity=config.granularity, device=config.device,
+        factorisation=config.factorisation,
     )
     restored = run.prepare(config, kit.target)
 

@@ -98,6 +98,11 @@ def asr_search_target(
     def save(out: Path, model: nn.Module, meta: dict[str, Any]) -> None:
         save_factorised_asr(out, model, tokenizer, meta)
 
+    if target.calibrate is not None:  # calibration must never touch the test split
+        from asr.calibration import check_calibration
+        from asr.default import load_split
+
+        check_calibration(target.calibrate.utterances, test=load_split("test"))
     scorer = asr_test_scorer(tokenizer, test_utterances)
     limit = "all" if test_utterances is None else f"first {test_utterances}"
     return SearchTarget(target, scorer, save, f"default corpus test split ({limit} utterances)")

@@ -78,6 +78,10 @@ class FinetuneConfig:
     seed: int = 0
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
     device: str = "cpu"  # "cuda" fine-tunes on a GPU
+    # Distillation from the dense model (finetune(..., teacher=...)): the weight of
+    # T² · KL(teacher ‖ student) beside the reference loss; 0: reference loss only.
+    distill_weight: float = 0.0
+    distill_temperature: float = 1.0
 
     def __post_init__(self) -> None:
         if (self.epochs is None) == (self.updates is None):
@@ -122,6 +126,8 @@ class FinetuneConfig:
             seed=self.seed,
             threads=self.threads,
             device=self.device,
+            distill_weight=self.distill_weight,
+            distill_temperature=self.distill_temperature,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -268,6 +274,7 @@ def finetune(
     source: str = "",
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
     stop_at_update: int | None = None,
+    teacher: ASRModel | None = None,
 ) -> FinetuneResult:
     """Fine-tune ``model`` (factorised or dense; it is not modified) and score it on ``test_set``.
 
@@ -283,6 +290,7 @@ def finetune(
         source: where ``model`` came from, for the record.
         progress: called after each update with ``(update, total_updates, stats)``.
         stop_at_update: return after this many updates, resumably (``test_wer`` is None).
+        teacher: the dense model to distil from; required when ``config.distill_weight > 0``.
 
     Returns:
         A :class:`FinetuneResult`, also written to ``run_dir/result.json`` once finished.
@@ -314,7 +322,7 @@ def finetune(
     outcome = train(
         model.config, config.train_config(total), train_set, dev_set, run_dir,
         tokenizer=tokenizer, progress=progress, init_from=model, stop_at_update=stop_at_update,
-        meta={"finetune_source": source},
+        meta={"finetune_source": source}, teacher=teacher,
     )
     now, dense = compressible_parameter_counts(model)
     result = FinetuneResult(

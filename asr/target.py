@@ -15,6 +15,12 @@ from pathlib import Path
 
 import torch
 
+from asr.calibration import (
+    TeacherForcedCalibration,
+    calibration_fingerprint,
+    check_calibration,
+    default_calibration,
+)
 from asr.checkpoint import load_checkpoint
 from asr.data import prepare_feature_batches
 from asr.default import default_checkpoint, load_split
@@ -40,18 +46,28 @@ def asr_target(
     device: str | torch.device = "cpu",
     name: str | None = None,
     score: str = "wer",
+    calibration: Sequence[Utterance] | None = None,
 ) -> CompressionTarget:
     """A target for an ASR checkpoint, scored on ``utterances`` (default: search subset).
 
     ``score``: one of :data:`asr.scores.SCORES` (default ``"wer"``, greedy decoding). It is
     part of the data fingerprint, so cached errors of two scores never mix.
+    ``calibration``: utterances for activation-aware factorisation (never evaluation or test
+    data; refused if they share one with ``utterances``); default: with the default search
+    subset, the last 200 dev utterances (:mod:`asr.calibration`), otherwise none.
     """
     if score not in SCORES:
         raise ValueError(f"unknown score {score!r}; accepted: {', '.join(SCORES)}")
     model, tokenizer, _ = load_checkpoint(checkpoint, device=device)
+    default_data = utterances is None
     utterances = list(utterances) if utterances is not None else load_split("search")
     if not utterances:
         raise ValueError("an ASR target needs at least one evaluation utterance; got none")
+    if calibration is None and default_data:
+        calibration = default_calibration()
+    if calibration is not None:
+        calibration = list(calibration)
+        check_calibration(calibration, evaluation=utterances)
     batches = prepare_feature_batches(utterances, LogMelFrontend(), tokenizer)
     fingerprint = _data_fingerprint(utterances)
     return CompressionTarget(
@@ -62,6 +78,8 @@ def asr_target(
         # WER keeps the fingerprint it always had, so existing caches stay valid.
         data_fingerprint=fingerprint if score == "wer" else f"{fingerprint}-{score}",
         roles={p: p.split(".")[0] for p in model.compressible_layers()},
+        calibrate=None if calibration is None else TeacherForcedCalibration(calibration, tokenizer),
+        calibration_fingerprint="none" if calibration is None else calibration_fingerprint(calibration),
     )
 
 

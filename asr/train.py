@@ -61,9 +61,19 @@ class TrainConfig:
     seed: int = 0
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
     device: str = "cpu"  # "cuda" (or "cuda:N") trains on a GPU; checkpoints are device-free
+    # Knowledge distillation from a teacher model (train(..., teacher=...)): the loss is
+    # (1 - w) · joint loss + w · T² · KL(teacher ‖ student) of the next-token distributions
+    # along the reference prefixes, at temperature T. 0: no teacher.
+    distill_weight: float = 0.0
+    distill_temperature: float = 1.0
 
     def __post_init__(self) -> None:
         check_device(self.device)
+        if not 0.0 <= self.distill_weight <= 1.0 or not self.distill_temperature > 0:
+            raise ValueError(
+                f"distill_weight must be in [0, 1] and distill_temperature > 0; got "
+                f"{self.distill_weight}, {self.distill_temperature}"
+            )
         for name in ("max_updates", "max_batch_size", "eval_every", "dev_utterances"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1; got {getattr(self, name)}")
@@ -125,9 +135,31 @@ def joint_loss(
     targets: torch.Tensor,
     target_lengths: torch.Tensor,
     label_smoothing: float,
+    teacher: ASRModel | None = None,
+    distill_weight: float = 0.0,
+    temperature: float = 1.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """``(1 - w) · attention CE + w · CTC`` with ``w = model.config.ctc_weight``."""
+    """``(1 - w) · attention CE + w · CTC`` with ``w = model.config.ctc_weight``; with a
+    ``teacher`` and ``distill_weight`` ``d > 0``: ``(1 - d) ·`` that ``+ d · T² ·
+    KL(teacher ‖ model)`` per reference token (temperature ``T``)."""
     logits, encoded, lengths = model(features, frames, targets)
+    loss, stats = _reference_loss(model, logits, encoded, lengths, targets, target_lengths, label_smoothing)
+    if teacher is None or distill_weight == 0:
+        return loss, stats
+    distill = distillation_loss(teacher, logits, features, frames, targets, temperature)
+    stats["distill_loss"] = distill.item()
+    return (1 - distill_weight) * loss + distill_weight * distill, stats
+
+
+def _reference_loss(
+    model: ASRModel,
+    logits: torch.Tensor,
+    encoded: torch.Tensor,
+    lengths: torch.Tensor,
+    targets: torch.Tensor,
+    target_lengths: torch.Tensor,
+    label_smoothing: float,
+) -> tuple[torch.Tensor, dict[str, float]]:
     gold = targets[:, 1:]
     attention = F.cross_entropy(
         logits.reshape(-1, logits.shape[-1]),
@@ -152,6 +184,25 @@ def joint_loss(
     )
     stats["ctc_loss"] = ctc.item()
     return (1 - weight) * attention + weight * ctc, stats
+
+
+def distillation_loss(
+    teacher: ASRModel,
+    logits: torch.Tensor,
+    features: torch.Tensor,
+    frames: torch.Tensor,
+    targets: torch.Tensor,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """``T² · KL(p_teacher ‖ p_student)`` at temperature ``T``, mean over reference tokens
+    (padding excluded); the teacher runs in eval mode without gradients."""
+    with torch.no_grad():
+        teacher_logits, _, _ = teacher(features, frames, targets)
+    mask = targets[:, 1:] != CharTokenizer.blank_id
+    student = torch.log_softmax(logits[mask] / temperature, dim=-1)
+    target = torch.log_softmax(teacher_logits[mask] / temperature, dim=-1)
+    kl = F.kl_div(student, target, log_target=True, reduction="batchmean")
+    return kl * temperature**2
 
 
 def _epoch_batches(
@@ -216,6 +267,7 @@ def train(
     init_from: ASRModel | None = None,
     stop_at_update: int | None = None,
     stop_after_seconds: float | None = None,
+    teacher: ASRModel | None = None,
 ) -> TrainResult:
     """Train (or resume training) a recogniser.
 
@@ -235,6 +287,8 @@ def train(
         stop_after_seconds: likewise, at the first update that ends after this much wall time
             (a time-boxed session: the run resumes where it stopped); that update is
             evaluated on dev like an evaluation point, so ``best.pt`` covers the last stretch.
+        teacher: the model to distil from when ``config.distill_weight > 0`` (e.g. the dense
+            model a factorised one was cut from); never trained, run in eval mode.
 
     Returns:
         A :class:`TrainResult`.
@@ -242,6 +296,11 @@ def train(
     if not train_set or not dev_set:
         raise ValueError(
             f"training needs utterances in both sets; got {len(train_set)} train, {len(dev_set)} dev"
+        )
+    if (config.distill_weight > 0) != (teacher is not None):
+        raise ValueError(
+            f"distill_weight={config.distill_weight} needs a teacher model and a teacher needs "
+            "distill_weight > 0; pass both or neither"
         )
     started = time.perf_counter()
     tokenizer = tokenizer or CharTokenizer()
@@ -276,6 +335,8 @@ def train(
         model.load_state_dict(payload["state_dict"])
     device = check_device(config.device)
     model = model.to(device)
+    if teacher is not None:
+        teacher = copy.deepcopy(teacher).to(device).eval().requires_grad_(False)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     if payload is not None:
         optimiser.load_state_dict(payload["optimiser"])
@@ -337,7 +398,7 @@ def train(
                     group["lr"] = lr
                 loss, stats = joint_loss(
                     model, features, frames, batch.targets.to(device), batch.target_lengths.to(device),
-                    config.label_smoothing,
+                    config.label_smoothing, teacher, config.distill_weight, config.distill_temperature,
                 )
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()

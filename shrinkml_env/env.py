@@ -109,7 +109,7 @@ class ShrinkMLEnv(gym.Env):
     ```python
     gym.make("ShrinkML-v0", target=None, budget=0.3, reward="wer_size", constraint="clamp",
              rank_menu="linear8", granularity="layer", cache=None, device="cpu",
-             continuous=False, score="wer")
+             continuous=False, score="wer", factorisation="plain")
     ```
 
     * ``target``: ``None``/``"default"`` (the shipped recogniser scored on the shipped search
@@ -135,6 +135,11 @@ class ShrinkMLEnv(gym.Env):
       transcripts: no autoregressive decoding) or ``"distill"`` (cross-entropy against the
       dense model's outputs). Rewards use ``error / baseline``, so any of them fits every
       reward. A :class:`~shrinkml_env.target.CompressionTarget` brings its own.
+    * ``factorisation``: ``"plain"`` (truncated SVD of each matrix) or ``"whitened"``
+      (activation-aware: the SVD of ``W S`` with ``S Sᵀ`` the second moment of the matrix's
+      inputs on the target's calibration data, so truncation minimises the error of the
+      matrix's outputs; exported models keep two factors per matrix, so size and speed are
+      the same). ``whitened`` needs a target with ``calibrate``.
 
     Terminal ``info``: ``ranks`` (per matrix, in plan order), ``wer`` (the target's error:
     WER unless ``score`` says otherwise), ``baseline_wer``,
@@ -174,6 +179,7 @@ class ShrinkMLEnv(gym.Env):
         device: str = "cpu",
         continuous: bool = False,
         score: str = "wer",
+        factorisation: str = "plain",
     ) -> None:
         super().__init__()
         if not isinstance(budget, (int, float)) or not 0.0 < float(budget) <= 1.0:
@@ -190,7 +196,10 @@ class ShrinkMLEnv(gym.Env):
         self.continuous = bool(continuous)
         self.target = resolve_target(target, device=device, score=score)
         self.menu = menu_at_budget(self.menu, self.target, self.budget)
-        self.plan = CompressionPlan(self.target, self.menu, granularity, device=torch.device(device))
+        self.factorisation = factorisation
+        self.plan = CompressionPlan(
+            self.target, self.menu, granularity, device=torch.device(device), factorisation=factorisation
+        )
         self.cache = EvaluationCache(cache)
         self.steps = self.plan.n_units
         self.observation_space = spaces.Box(0.0, 1.0, (len(OBSERVATION_FEATURES),), np.float32)
@@ -250,13 +259,21 @@ class ShrinkMLEnv(gym.Env):
         mask[: self._largest_feasible() + 1] = True
         return mask
 
+    @property
+    def evaluation_fingerprint(self) -> str:
+        """What an evaluation's error depends on besides the weights and ranks: the data
+        (and score), and for activation-aware factorisation the method and calibration data."""
+        if self.factorisation == "plain":
+            return self.target.data_fingerprint
+        return f"{self.target.data_fingerprint}|{self.factorisation}:{self.target.calibration_fingerprint}"
+
     # -- records ---------------------------------------------------------------------------
     def record(self, info: dict[str, Any], reward: float) -> EpisodeRecord:
         """The serialisable record of the episode that ended with ``info``/``reward``."""
         return EpisodeRecord(
             target=self.target.name,
             target_fingerprint=self.target.fingerprint,
-            data_fingerprint=self.target.data_fingerprint,
+            data_fingerprint=self.evaluation_fingerprint,
             granularity=self.granularity,
             menu=self.menu.fractions,
             budget=self.budget,
@@ -359,7 +376,7 @@ class ShrinkMLEnv(gym.Env):
 
     def _finish(self) -> tuple[float, dict[str, Any]]:
         ranks = self.plan.ranks(self._actions)
-        key = cache_key(self.target.fingerprint, self.target.data_fingerprint, ranks)
+        key = cache_key(self.target.fingerprint, self.evaluation_fingerprint, ranks)
         error = self.cache.get(key)
         hit = error is not None
         if error is None:

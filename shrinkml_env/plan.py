@@ -24,6 +24,8 @@ from shrinkml_env.compression import (
     matrix_parameter_count,
     rank_for_fraction,
 )
+from shrinkml_env.compression.calibration import input_moments
+from shrinkml_env.compression.svd import FACTORISATIONS
 from shrinkml_env.search_space import RankMenu
 from shrinkml_env.target import CompressionTarget
 
@@ -63,6 +65,7 @@ class CompressionPlan:
         menu: RankMenu,
         granularity: str,
         device: torch.device | None = None,
+        factorisation: str = "plain",
     ) -> None:
         self.target = target
         self.menu = menu
@@ -73,7 +76,7 @@ class CompressionPlan:
             self.units = [[index[m.key] for m in layer.matrices] for layer in layers]
         else:
             self.units = [[i] for i in range(len(self.matrices))]
-        self.bank = SVDBank.compute(target.model, layers)
+        self.bank = _bank(target, layers, factorisation)
         self.device = device
         self._search: SearchModel | None = None
         # rank_table[i, a]: rank of matrix i under action a (full rank when dense).
@@ -169,3 +172,20 @@ class CompressionPlan:
         """Share of the squared singular values kept at ``fraction`` of full rank."""
         s2 = self.bank.singular_values(matrix.key).double() ** 2
         return float(s2[: rank_for_fraction(matrix, fraction)].sum() / s2.sum().clamp(min=1e-30))
+
+
+def _bank(target: CompressionTarget, layers, factorisation: str) -> SVDBank:
+    """The SVD bank of ``target`` by ``factorisation`` (``whitened`` runs its calibration)."""
+    if factorisation not in FACTORISATIONS:
+        raise ValueError(f"unknown factorisation {factorisation!r}; accepted: {', '.join(FACTORISATIONS)}")
+    if factorisation == "plain":
+        return SVDBank.compute(target.model, layers)
+    if target.calibrate is None:
+        raise ValueError(
+            f"factorisation {factorisation!r} needs calibration data, and target "
+            f"{target.name!r} has none (CompressionTarget.calibrate); use 'plain' or give it one"
+        )
+    if target._moments is None:  # calibrated once per target, whichever env asks first
+        target._moments = input_moments(target.model, layers, target.calibrate)
+    moments = target._moments
+    return SVDBank.compute(target.model, layers, method=factorisation, moments=moments)

@@ -58,7 +58,7 @@ class EpisodeRecord:
         """Why this record cannot be replayed on ``env`` (empty when it can)."""
         expected = {
             "target_fingerprint": env.target.fingerprint,
-            "data_fingerprint": env.target.data_fingerprint,
+            "data_fingerprint": env.evaluation_fingerprint,
             "granularity": env.granularity,
             "menu": env.menu.fractions,
             "budget": env.budget,

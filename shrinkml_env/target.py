@@ -34,6 +34,11 @@ class CompressionTarget:
         data_fingerprint: identifies the evaluation data, so cached errors are only reused
             on the same data.
         roles: optional layer path → role (``"encoder"``, ``"decoder"``…); shown to the agent.
+        calibrate: optional ``calibrate(model)`` that runs ``model`` over calibration data
+            (never the evaluation or test data), for activation-aware factorisation
+            (``factorisation="whitened"``); None: only ``"plain"`` is available.
+        calibration_fingerprint: identifies the calibration data, so cached errors of
+            whitened factorisations are only reused with the same statistics.
     """
 
     model: nn.Module
@@ -42,8 +47,11 @@ class CompressionTarget:
     name: str = "custom"
     data_fingerprint: str = "unspecified"
     roles: Mapping[str, str] = field(default_factory=dict)
+    calibrate: Callable[[nn.Module], None] | None = None
+    calibration_fingerprint: str = "none"
     _baseline: float | None = field(default=None, init=False, repr=False)
     _fingerprint: str | None = field(default=None, init=False, repr=False)
+    _moments: dict | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.layers = list(self.layers)
@@ -149,7 +157,20 @@ def toy_target(seed: int = 0, samples: int = 256, noise: float = 0.3) -> Compres
         name=f"toy-{seed}",
         data_fingerprint=f"toy-{seed}-{samples}-{noise}",
         roles={"encoder.0": "encoder", "encoder.1": "encoder", "decoder": "decoder", "head": "output"},
+        calibrate=_ToyCalibration(seed + 500_009, model.encoder[0].input_size),
+        calibration_fingerprint=f"toy-calibration-{seed + 500_009}",
     )
+
+
+class _ToyCalibration:
+    """Runs a model over 128 clean random sequences of its own seed (picklable)."""
+
+    def __init__(self, seed: int, input_size: int) -> None:
+        self.inputs = torch.randn(128, 16, input_size, generator=torch.Generator().manual_seed(seed))
+
+    def __call__(self, model: nn.Module) -> None:
+        with torch.inference_mode():
+            model(self.inputs)
 
 
 class _MisclassificationRate:

@@ -109,3 +109,29 @@ def test_time_limit_stops_resumably(data, tmp_path):
     b, _, _ = load_checkpoint(resumed.last_checkpoint)
     for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
         torch.testing.assert_close(pa, pb, msg=name)
+
+
+def test_distillation_from_itself_costs_nothing_and_from_another_model_pulls_towards_it(data, tmp_path):
+    from asr.model import ASRModel
+    from asr.train import distillation_loss, joint_loss
+    from tests.conftest import toy_batch
+
+    torch.manual_seed(0)
+    student, other = ASRModel(PRESETS["tiny"]).eval(), ASRModel(PRESETS["tiny"]).eval()
+    features, frames, targets, lengths, _ = toy_batch(4, torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        logits, _, _ = student(features, frames, targets)
+    for temperature in (1.0, 2.0):
+        assert float(distillation_loss(student, logits, features, frames, targets, temperature)) == pytest.approx(0.0, abs=1e-6)
+    assert float(distillation_loss(other, logits, features, frames, targets)) > 1e-4
+    # The mixed loss is (1 - w) reference + w distillation, and reports both parts.
+    plain, _ = joint_loss(student, features, frames, targets, lengths, 0.0)
+    mixed, stats = joint_loss(student, features, frames, targets, lengths, 0.0, other, 0.25)
+    assert float(mixed) == pytest.approx(0.75 * float(plain) + 0.25 * stats["distill_loss"], rel=1e-5)
+    # A short distilled run trains, and weight and teacher come together or not at all.
+    result = train(PRESETS["tiny"], _config(distill_weight=0.5, max_updates=3), data, data, tmp_path / "d", teacher=other)
+    assert result.updates == 3
+    with pytest.raises(ValueError, match="distill_weight=0.5 needs a teacher model"):
+        train(PRESETS["tiny"], _config(distill_weight=0.5), data, data, tmp_path / "e")
+    with pytest.raises(ValueError, match="distill_weight must be in \\[0, 1\\]"):
+        TrainConfig(distill_weight=1.5)

@@ -8,11 +8,23 @@ precompute well inside its 2 s budget for a 6-8M-parameter model. Pass
 ``dtype=torch.float64`` for a more accurate spectrum; the stored factors are
 float32 either way. A full-rank (or at-or-above-break-even) choice never uses
 the SVD: it returns the original weight bit for bit.
+
+Methods (``FACTORISATIONS``):
+
+* ``plain``: truncated SVD of ``W``; minimises ``‖W − W_r‖_F``.
+* ``whitened``: activation-aware (as SVD-LLM and ASVD do for transformers): with
+  ``C = E[x xᵀ]`` the second moment of the matrix's inputs on calibration data
+  (:func:`~shrinkml_env.compression.calibration.input_moments`) and ``S`` its Cholesky
+  factor (``C = S Sᵀ``, damped by ``1e-4 · mean(diag C)``), truncate ``W S = U Σ Vᵀ`` and
+  keep ``U_r Σ_r`` and ``V_rᵀ S⁻¹``. That minimises ``E‖(W − W_r) x‖²`` over the data:
+  the error of what the matrix *outputs*. Every rank is still a prefix slice of one
+  decomposition, and exported models have the same two factors per matrix, so size and
+  speed do not change; singular values and truncation errors are those of ``W S``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -21,7 +33,10 @@ from torch import Tensor, nn
 from shrinkml_env.compression.layers import LayerSpec, MatrixSpec, all_matrices, get_module
 from shrinkml_env.compression.size import keeps_dense
 
-__all__ = ["SVDBank"]
+__all__ = ["FACTORISATIONS", "SVDBank"]
+
+FACTORISATIONS = ("plain", "whitened")
+_DAMPING = 1e-4
 
 
 @dataclass(frozen=True)
@@ -39,6 +54,8 @@ class SVDBank:
     weights (original, ``U * S`` and ``Vh``).
     """
 
+    method = "plain"
+
     def __init__(self, matrices: Sequence[MatrixSpec], decompositions: dict[str, _Decomposition]):
         self.matrices: tuple[MatrixSpec, ...] = tuple(matrices)
         self._specs = {m.key: m for m in self.matrices}
@@ -51,6 +68,8 @@ class SVDBank:
         layers: Sequence[LayerSpec],
         *,
         dtype: torch.dtype = torch.float32,
+        method: str = "plain",
+        moments: Mapping[str, Tensor] | None = None,
     ) -> SVDBank:
         """SVD every matrix of ``layers`` once.
 
@@ -58,26 +77,43 @@ class SVDBank:
             model: The dense model.
             layers: From :func:`~shrinkml_env.compression.layers.describe_layers`.
             dtype: ``torch.float32`` (default, fast) or ``torch.float64`` for the SVD.
+            method: ``"plain"`` or ``"whitened"`` (see the module docstring).
+            moments: ``whitened`` only: input second moment ``(n, n)`` per matrix key, from
+                :func:`~shrinkml_env.compression.calibration.input_moments`.
 
         Raises:
-            ValueError: If ``dtype`` is not a float type of 32 or 64 bits, or a
-                matrix's shape in ``model`` differs from its spec.
+            ValueError: If ``dtype`` is not a float type of 32 or 64 bits, a matrix's
+                shape in ``model`` differs from its spec, the method is unknown, or
+                ``whitened`` lacks a matrix's moment (or ``plain`` is given moments).
         """
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        if method not in FACTORISATIONS:
+            raise ValueError(f"unknown factorisation method {method!r}; accepted: {', '.join(FACTORISATIONS)}")
+        if (method == "whitened") != (moments is not None):
+            raise ValueError(
+                "method 'whitened' needs the input moments of calibration data (moments=...), "
+                "and 'plain' takes none"
+            )
         matrices = all_matrices(layers)
         decompositions = {}
         with torch.no_grad():
             for spec in matrices:
                 weight = _weight(model, spec).detach().to("cpu", torch.float32)
-                u, s, vh = torch.linalg.svd(weight.to(dtype), full_matrices=False)
+                if method == "plain":
+                    u, s, vh = torch.linalg.svd(weight.to(dtype), full_matrices=False)
+                    right = vh
+                else:
+                    u, s, right = _whitened_svd(weight, _moment(moments, spec), dtype)
                 decompositions[spec.key] = _Decomposition(
                     dense=weight.clone(),
                     left=(u * s).to(torch.float32).contiguous(),
-                    right=vh.to(torch.float32).contiguous(),
+                    right=right.to(torch.float32).contiguous(),
                     singular_values=s.to(torch.float32),
                 )
-        return cls(matrices, decompositions)
+        bank = cls(matrices, decompositions)
+        bank.method = method
+        return bank
 
     def __contains__(self, key: object) -> bool:
         return key in self._decompositions
@@ -156,6 +192,30 @@ class SVDBank:
     def _check_rank(key: str, rank: int, full: int) -> None:
         if not 1 <= rank <= full:
             raise ValueError(f"rank {rank} for matrix {key!r} outside [1, {full}]")
+
+
+def _moment(moments: Mapping[str, Tensor], spec: MatrixSpec) -> Tensor:
+    try:
+        moment = moments[spec.key]
+    except KeyError as e:
+        raise ValueError(f"no input moment for matrix {spec.key!r}; the calibration run must cover it") from e
+    if tuple(moment.shape) != (spec.cols, spec.cols):
+        raise ValueError(
+            f"the input moment of {spec.key!r} is {tuple(moment.shape)}; the matrix takes "
+            f"{spec.cols} inputs, so it must be ({spec.cols}, {spec.cols})"
+        )
+    return moment
+
+
+def _whitened_svd(weight: Tensor, moment: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+    """``U, Σ, Vᵀ S⁻¹`` with ``W S = U Σ Vᵀ`` and ``S Sᵀ`` the damped input moment."""
+    c = moment.to(torch.float64)
+    c = c + _DAMPING * float(c.diagonal().mean().clamp(min=1e-12)) * torch.eye(c.shape[0], dtype=c.dtype)
+    root = torch.linalg.cholesky(c)
+    u, s, vh = torch.linalg.svd((weight.to(torch.float64) @ root).to(dtype), full_matrices=False)
+    # Vᵀ S⁻¹: solve X S = Vᵀ, i.e. Sᵀ Xᵀ = V (S lower triangular, so Sᵀ is upper).
+    right = torch.linalg.solve_triangular(root.T, vh.to(torch.float64).T, upper=True).T
+    return u, s, right
 
 
 def _weight(model: nn.Module, spec: MatrixSpec) -> Tensor:

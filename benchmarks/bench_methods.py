@@ -1,0 +1,126 @@
+"""Factorisation methods against each other at equal ranks: test WER, paired, and bank cost.
+
+For each size (``--sizes``), uniform compression of the shipped model (one rank fraction for
+every matrix, the largest whose size ratio is at most the size) is exported, truly
+factorised, with each method of :data:`~shrinkml_env.compression.svd.FACTORISATIONS`, and
+decoded greedily on the test split (``--test`` utterances, default all). Each method is set
+against ``plain`` on the same utterances with a paired bootstrap 95 % interval of the WER
+difference (negative: the method is better). Also measured: seconds to compute each bank
+(calibration pass and SVDs) for the whole model, and the search-subset WER of every
+configuration (what a search would see). ``--ranks RUN_DIR`` adds the best configuration of a
+search run directory (its ranks, exported by every method).
+
+The calibration set is the target's default (:mod:`asr.calibration`: the last 200 dev
+utterances), checked disjoint from the search subset and the test split.
+
+Writes ``benchmarks/results/methods.json``. Run: ``python -m benchmarks.bench_methods``
+(``--quick``: 100 test utterances, one size, into ``benchmarks/results/quick/``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from agents.targets import asr_search_target
+from asr.metrics import paired_wer_difference
+from benchmarks.common import RESULTS, apply_quick_defaults, run_metadata, write_result
+from shrinkml_env.compression import SVDBank, describe_layers, export_factorised
+from shrinkml_env.compression.calibration import input_moments
+from shrinkml_env.compression.ranks import uniform_ranks_at_size
+from shrinkml_env.compression.size import size_ratio
+from shrinkml_env.compression.svd import FACTORISATIONS
+
+QUICK = {"sizes": "0.3", "test": 100, "output_dir": RESULTS / "quick"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="0.5,0.3,0.2", help="comma-separated size ratios (default: %(default)s)")
+    parser.add_argument("--test", type=int, default=None, help="test utterances (default: the whole split)")
+    parser.add_argument("--ranks", type=Path, action="append", default=[], metavar="RUN_DIR",
+                        help="also compare the best configuration of this search run directory")
+    parser.add_argument("--quick", action="store_true", help="a small smoke run")
+    parser.add_argument("--output-dir", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        apply_quick_defaults(parser, args, QUICK)
+    try:
+        sizes = [float(s) for s in str(args.sizes).split(",")]
+    except ValueError:
+        parser.error(f"--sizes must be comma-separated size ratios, e.g. 0.5,0.3; got {args.sizes!r}")
+    if any(not 0 < s <= 1 for s in sizes):
+        parser.error(f"--sizes must lie in (0, 1]; got {sizes}")
+
+    kit = asr_search_target(test_utterances=args.test)
+    target = kit.target
+    model = target.model
+    layers = describe_layers(model, target.layers)
+    banks, bank_seconds = {}, {}
+    for method in FACTORISATIONS:
+        start = time.perf_counter()
+        moments = None if method == "plain" else input_moments(model, layers, target.calibrate)
+        banks[method] = SVDBank.compute(model, layers, method=method, moments=moments)
+        bank_seconds[method] = time.perf_counter() - start
+
+    configs = []
+    for size in sizes:
+        ranks, ratio = uniform_ranks_at_size(banks["plain"].matrices, size)
+        configs.append({"label": f"uniform at {size}", "ranks": ranks, "size_ratio": ratio})
+    for run in args.ranks:
+        best = json.loads((run / "result.json").read_text())["best"]
+        keys = [m.key for m in banks["plain"].matrices]
+        ranks = dict(zip(keys, best["ranks"], strict=True))
+        configs.append({"label": f"{run.name} best", "ranks": ranks, "size_ratio": size_ratio(banks["plain"].matrices, ranks)})
+
+    dense = kit.test_error.evaluate(model)
+    rows = []
+    for config in configs:
+        row = {"label": config["label"], "size_ratio": config["size_ratio"], "methods": {}}
+        evaluations = {}
+        for method, bank in banks.items():
+            exported = export_factorised(model, layers, config["ranks"], bank)
+            evaluations[method] = kit.test_error.evaluate(exported)
+            row["methods"][method] = {
+                "test_wer": evaluations[method].wer,
+                "test_cer": evaluations[method].cer,
+                "relative_to_dense": evaluations[method].wer / dense.wer,
+                "search_wer": target.checked_error(exported),
+            }
+        plain_errors, words = evaluations["plain"].utterance_errors()
+        for method in banks:
+            if method != "plain":
+                errors, _ = evaluations[method].utterance_errors()
+                row["methods"][method]["vs_plain"] = paired_wer_difference(errors, plain_errors, words).to_dict()
+        rows.append(row)
+        print(config["label"], {m: round(v["test_wer"], 4) for m, v in row["methods"].items()}, file=sys.stderr)
+
+    result = {
+        **run_metadata(),
+        "test": kit.test_description,
+        "dense_test_wer": dense.wer,
+        "calibration": {
+            "utterances": len(target.calibrate.utterances),
+            "first_id": target.calibrate.utterances[0].id,
+            "fingerprint": target.calibration_fingerprint,
+        },
+        "bank_seconds": bank_seconds,
+        "configurations": rows,
+    }
+    path = write_result("methods.json", result, args.output_dir)
+    print(path)
+    print(f"dense {dense.wer:.4f}; bank seconds " + ", ".join(f"{k} {v:.1f}" for k, v in bank_seconds.items()))
+    for row in rows:
+        print(f"{row['label']} (size {row['size_ratio']:.3f}): " + ", ".join(
+            f"{m} {v['test_wer']:.4f}" + (
+                f" ({v['vs_plain']['difference']:+.4f} [{v['vs_plain']['low']:+.4f}, {v['vs_plain']['high']:+.4f}])"
+                if "vs_plain" in v else "")
+            for m, v in row["methods"].items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
