@@ -127,7 +127,7 @@ def test_distillation_from_itself_costs_nothing_and_from_another_model_pulls_tow
     # The mixed loss is (1 - w) reference + w distillation, and reports both parts.
     plain, _ = joint_loss(student, features, frames, targets, lengths, 0.0)
     mixed, stats = joint_loss(student, features, frames, targets, lengths, 0.0, other, 0.25)
-    assert float(mixed) == pytest.approx(0.75 * float(plain) + 0.25 * stats["distill_loss"], rel=1e-5)
+    assert mixed.item() == pytest.approx(0.75 * plain.item() + 0.25 * stats["distill_loss"], rel=1e-5)
     # A short distilled run trains, and weight and teacher come together or not at all.
     result = train(PRESETS["tiny"], _config(distill_weight=0.5, max_updates=3), data, data, tmp_path / "d", teacher=other)
     assert result.updates == 3
