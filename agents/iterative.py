@@ -137,22 +137,25 @@ class IterativeConfig:
 
 @dataclass(frozen=True)
 class ASRData:
-    """The splits an iterative run uses: fine-tuning (train, dev), search subset, test."""
+    """The splits an iterative run uses: fine-tuning (train, dev), search subset, test, and
+    calibration utterances for activation-aware factorisation (empty: none)."""
 
     train: Sequence[Utterance]
     dev: Sequence[Utterance]
     search: Sequence[Utterance]
     test: Sequence[Utterance]
+    calibration: Sequence[Utterance] = ()
 
 
 def default_asr_data(test_utterances: int | None = None,
                      progress: Callable[[int, int], None] | None = None) -> ASRData:
     """The default corpus' splits and the shipped search subset (generated on first use)."""
+    from asr.calibration import default_calibration
     from asr.default import load_split
 
     test = load_split("test", progress)
     return ASRData(load_split("train", progress), load_split("dev", progress), load_split("search", progress),
-                   test if test_utterances is None else test[:test_utterances])
+                   test if test_utterances is None else test[:test_utterances], default_calibration())
 
 
 @dataclass(frozen=True)
@@ -322,7 +325,8 @@ def _run_round(config: IterativeConfig, round_dir: Path, k: int, previous: ASRMo
         logger.warning("round %d: the rank menu cannot go below %.4f, the previous size %.4f", k, floor, previous_size)
         return None, "menu_floor"
     budget = max(config.budget(previous_size), floor)
-    kit = search_kit(start_path, f"round-{k}", data, tokenizer, test_batches, device=config.finetune.device)
+    kit = search_kit(start_path, f"round-{k}", data, tokenizer, test_batches, device=config.finetune.device,
+                     score=config.search.score)
     search = run_search(replace(config.search, budget=budget, target=str(start_path)), round_dir / "search", kit,
                         progress=None if search_progress is None else (lambda p: search_progress(k, p)))
     if search.best is None:
@@ -386,8 +390,9 @@ def _size_ratio(model: ASRModel) -> float:
 
 
 def search_kit(start: Path, name: str, data: ASRData, tokenizer: Any, test_batches: list,
-               device: str = "cpu") -> SearchTarget:
-    """The dense ASR checkpoint ``start`` as a search target: search subset and test set from ``data``.
+               device: str = "cpu", score: str = "wer") -> SearchTarget:
+    """The dense ASR checkpoint ``start`` as a search target: search subset, calibration and
+    test set from ``data``, steered by ``score``.
 
     The search evaluates on the CPU; the test WER of what it finds is decoded on ``device``.
     """
@@ -399,5 +404,9 @@ def search_kit(start: Path, name: str, data: ASRData, tokenizer: Any, test_batch
     def save(out: Path, model, meta: dict[str, Any]) -> None:
         save_factorised_asr(out, model, tokenizer, meta)
 
-    return SearchTarget(asr_target(start, data.search, name=name), test_error, save,
-                        f"{len(data.test)} test utterances")
+    if data.calibration:
+        from asr.calibration import check_calibration
+
+        check_calibration(data.calibration, test=data.test)
+    target = asr_target(start, data.search, name=name, score=score, calibration=list(data.calibration) or None)
+    return SearchTarget(target, test_error, save, f"{len(data.test)} test utterances")

@@ -26,6 +26,8 @@ QUICK = [
     ["benchmarks.bench_search_space", "--quick"],
     ["benchmarks.bench_inference", "--quick", "--budgets", "0.3"],  # after bench_search: exports its best_known
     ["benchmarks.bench_scaling", "--quick"],
+    ["benchmarks.bench_scores", "--quick"],
+    ["benchmarks.bench_methods", "--quick"],
 ]
 FULL = [
     ["benchmarks.bench_lowrank"],
@@ -38,6 +40,10 @@ FULL = [
     ["benchmarks.bench_search_space"],
     ["benchmarks.bench_inference"],
     ["benchmarks.bench_scaling"],
+    ["benchmarks.bench_scores"],
+    ["benchmarks.bench_search_score"],
+    ["benchmarks.bench_methods"],
+    ["benchmarks.bench_distill", "--threads", "2"],
 ]
 
 
