@@ -148,7 +148,9 @@ class SearchConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SearchConfig:
         check_known_fields(cls, data, "search config")
-        values = dict(data)
+        # Run directories written before these settings existed searched plain SVDs by WER;
+        # they resume as what they were, whatever today's defaults are.
+        values = {"score": "wer", "factorisation": "plain", **data}
         if isinstance(values.get("sb3"), Mapping):
             values["sb3"] = tuple(values["sb3"].items())
         return cls(**values)

@@ -7,8 +7,10 @@ decoded greedily on the test split (``--test`` utterances, default all). Each me
 against ``plain`` on the same utterances with a paired bootstrap 95 % interval of the WER
 difference (negative: the method is better). Also measured: seconds to compute each bank
 (calibration pass and SVDs) for the whole model, and the search-subset WER of every
-configuration (what a search would see). ``--ranks RUN_DIR`` adds the best configuration of a
-search run directory (its ranks, exported by every method).
+configuration (what a search would see), and its greedy WER on the **dev pool** (dev
+utterances from ``--pool-start``, disjoint from the search subset and the calibration set):
+the default method is chosen on the dev pool, and test is reported. ``--ranks RUN_DIR`` adds
+the best configuration of a search run directory (its ranks, exported by every method).
 
 The calibration set is the target's default (:mod:`asr.calibration`: the last 200 dev
 utterances), checked disjoint from the search subset and the test split.
@@ -26,6 +28,12 @@ import time
 from pathlib import Path
 
 from agents.targets import asr_search_target
+from asr.calibration import check_calibration
+from asr.checkpoint import load_checkpoint
+from asr.data import prepare_feature_batches
+from asr.default import default_checkpoint, load_split
+from asr.evaluate import evaluate_batches
+from asr.features import LogMelFrontend
 from asr.metrics import paired_wer_difference
 from benchmarks.common import RESULTS, apply_quick_defaults, run_metadata, write_result
 from shrinkml_env.compression import SVDBank, describe_layers, export_factorised
@@ -34,7 +42,7 @@ from shrinkml_env.compression.ranks import uniform_ranks_at_size
 from shrinkml_env.compression.size import size_ratio
 from shrinkml_env.compression.svd import FACTORISATIONS
 
-QUICK = {"sizes": "0.3", "test": 100, "output_dir": RESULTS / "quick"}
+QUICK = {"sizes": "0.3", "test": 100, "pool": 50, "output_dir": RESULTS / "quick"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test", type=int, default=None, help="test utterances (default: the whole split)")
     parser.add_argument("--ranks", type=Path, action="append", default=[], metavar="RUN_DIR",
                         help="also compare the best configuration of this search run directory")
+    parser.add_argument("--pool-start", type=int, default=600, help="first dev index of the dev pool")
+    parser.add_argument("--pool", type=int, default=600, help="dev-pool utterances (ends before the calibration set)")
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
     parser.add_argument("--output-dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -57,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
 
     kit = asr_search_target(test_utterances=args.test)
     target = kit.target
+    pool = load_split("dev")[args.pool_start : args.pool_start + args.pool]
+    check_calibration(target.calibrate.utterances, dev_pool=pool)
+    tokenizer = load_checkpoint(default_checkpoint())[1]
+    pool_batches = prepare_feature_batches(pool, LogMelFrontend(), tokenizer)
     model = target.model
     layers = describe_layers(model, target.layers)
     banks, bank_seconds = {}, {}
@@ -77,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         configs.append({"label": f"{run.name} best", "ranks": ranks, "size_ratio": size_ratio(banks["plain"].matrices, ranks)})
 
     dense = kit.test_error.evaluate(model)
+    dense_pool = evaluate_batches(model, tokenizer, pool_batches).wer
     rows = []
     for config in configs:
         row = {"label": config["label"], "size_ratio": config["size_ratio"], "methods": {}}
@@ -89,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                 "test_cer": evaluations[method].cer,
                 "relative_to_dense": evaluations[method].wer / dense.wer,
                 "search_wer": target.checked_error(exported),
+                "dev_pool_wer": evaluate_batches(exported, tokenizer, pool_batches).wer,
             }
         plain_errors, words = evaluations["plain"].utterance_errors()
         for method in banks:
@@ -102,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         **run_metadata(),
         "test": kit.test_description,
         "dense_test_wer": dense.wer,
+        "dev_pool": [args.pool_start, args.pool_start + len(pool)],
+        "dense_dev_pool_wer": dense_pool,
         "calibration": {
             "utterances": len(target.calibrate.utterances),
             "first_id": target.calibrate.utterances[0].id,
@@ -112,10 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     path = write_result("methods.json", result, args.output_dir)
     print(path)
-    print(f"dense {dense.wer:.4f}; bank seconds " + ", ".join(f"{k} {v:.1f}" for k, v in bank_seconds.items()))
+    print(f"dense {dense.wer:.4f} (dev pool {dense_pool:.4f}); bank seconds " + ", ".join(f"{k} {v:.1f}" for k, v in bank_seconds.items()))
     for row in rows:
         print(f"{row['label']} (size {row['size_ratio']:.3f}): " + ", ".join(
-            f"{m} {v['test_wer']:.4f}" + (
+            f"{m} dev pool {v['dev_pool_wer']:.4f} test {v['test_wer']:.4f}" + (
                 f" ({v['vs_plain']['difference']:+.4f} [{v['vs_plain']['low']:+.4f}, {v['vs_plain']['high']:+.4f}])"
                 if "vs_plain" in v else "")
             for m, v in row["methods"].items()))
