@@ -26,9 +26,10 @@ import numpy as np
 
 from agents.budget import EvaluationRecorder, SearchLog, play
 from agents.config import SearchConfig
+from agents.workers import play_batch
 from shrinkml_env.env import ShrinkMLEnv
 
-__all__ = ["BASELINES", "pareto_allocations", "random_episode", "uniform_action"]
+__all__ = ["BASELINES", "pareto_allocations", "random_actions", "random_episode", "uniform_action"]
 
 logger = logging.getLogger(__name__)
 _TOLERANCE = 1e-9
@@ -65,9 +66,31 @@ def run_uniform(config: SearchConfig, env: EvaluationRecorder, log: SearchLog, r
     return _stop_reason(log, config) or "done"
 
 
+def random_actions(env: ShrinkMLEnv, rng: np.random.Generator) -> list[int]:
+    """The actions :func:`random_episode` draws with the same ``rng``, without playing them."""
+    used, actions = 0.0, []
+    for t in range(env.steps):
+        largest = env.menu.size - 1 if env.constraint == "punish" else env._largest_feasible(t, used)
+        action = int(rng.choice(np.arange(largest + 1)))
+        actions.append(action)
+        used += float(env.plan.unit_params[t, action])
+    return actions
+
+
+def _pool(env: EvaluationRecorder):
+    """The search's worker pool when it has several workers, else None (play serially)."""
+    pool = getattr(env, "pool", None)
+    return pool if pool is not None and pool.workers > 1 else None
+
+
 def run_random(config: SearchConfig, env: EvaluationRecorder, log: SearchLog, rng: np.random.Generator) -> str:
+    pool = _pool(env)
     while (reason := _stop_reason(log, config)) is None:
-        random_episode(env, rng)
+        if pool is None:
+            random_episode(env, rng)
+        else:  # the same draws, evaluated ``workers`` at a time: the serial run's results
+            batch = [random_actions(env.unwrapped, rng) for _ in range(pool.workers)]
+            play_batch(env, pool, batch, log.limit - log.count)
     return reason
 
 
@@ -127,12 +150,18 @@ def run_greedy(config: SearchConfig, env: EvaluationRecorder, log: SearchLog, rn
     baseline = main.target.baseline_error
     wer = np.full((steps, menu_size), np.nan)
     wer[:, dense] = baseline
-    for t in range(steps):
-        for action in scanned:
+    scan = [(t, int(action)) for t in range(steps) for action in scanned]
+    episodes = [[dense] * t + [action] + [dense] * (steps - t - 1) for t, action in scan]
+    if (pool := _pool(env)) is not None:  # the whole scan at once, on the workers
+        infos = play_batch(twin_env, pool, episodes, log.limit - log.count)
+        for (t, action), info in zip(scan, infos):
+            wer[t, action] = info["wer"]
+        if (reason := _stop_reason(log, config)) is not None and len(infos) < len(scan):
+            return reason
+    else:
+        for (t, action), actions in zip(scan, episodes):
             if (reason := _stop_reason(log, config)) is not None:
                 return reason
-            actions = [dense] * steps
-            actions[t] = int(action)
             wer[t, action] = play(twin_env, actions)["wer"]
     known = np.append(scanned, dense)
     for t in range(steps):  # unscanned menu ranks: interpolate between measured neighbours

@@ -178,6 +178,8 @@ class SearchLog:
         """Account for one finished episode; returns its record (None if unknown and free)."""
         ranks = tuple(int(r) for r in info["ranks"])
         self.episodes += 1
+        if info.get("unevaluated"):  # a batched episode beyond the budget: nothing was paid
+            return None
         if info["cache_hit"]:
             self.cache_hits += 1
             return self.known.get(ranks)
@@ -213,6 +215,7 @@ class EvaluationRecorder(gym.Wrapper):
     def __init__(self, env: gym.Env, log: SearchLog) -> None:
         super().__init__(env)
         self.log = log
+        self.pool = None  # the search's EvaluationPool (agents.workers), set by run_search
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)

@@ -60,6 +60,9 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
                    help="what the search steers by on the search subset: wer (greedy decoding), cer, loss "
                    "(teacher-forced cross-entropy of the references) or distill (against the dense model); "
                    "results are always test WER (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=d.workers,
+                   help="evaluate on this many Ray workers (needs the 'ray' extra; default: %(default)s, in this process)")
+    p.add_argument("--ray-address", help="join this Ray cluster (e.g. 'auto' or ray://host:10001) instead of starting one")
     p.add_argument("--factorisation", default=d.factorisation,
                    help="plain (truncated SVD of each matrix) or whitened (activation-aware: minimises the "
                    "error of each matrix's outputs on calibration data; same exported structure) "
@@ -89,6 +92,8 @@ def search_config_from_args(args: argparse.Namespace) -> SearchConfig:
         device=args.device,
         score=args.score,
         factorisation=args.factorisation,
+        workers=args.workers,
+        ray_address=args.ray_address,
         tensorboard=None if args.tensorboard is None else str(args.tensorboard),
     )
 

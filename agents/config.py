@@ -36,7 +36,7 @@ AGENTS = RL_AGENTS + BASELINE_AGENTS + OPTUNA_AGENTS
 
 # Fields that may differ when a run directory is resumed: they change where or how fast the
 # search runs, or how long it may go on, not what any evaluation means.
-RESUMABLE_CHANGES = ("evaluations", "device", "tensorboard")
+RESUMABLE_CHANGES = ("evaluations", "device", "tensorboard", "workers", "ray_address")
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,9 @@ class SearchConfig:
             WER whatever the score.
         factorisation: ``"plain"`` (truncated SVD) or ``"whitened"`` (activation-aware, on
             the target's calibration data); the exported models have the same structure.
+        workers: terminal evaluations run on this many Ray actors (1: in this process);
+            may change when a search resumes.
+        ray_address: an existing Ray cluster to run the workers on (None: a local one).
     """
 
     agent: str = "ppo"
@@ -94,6 +97,8 @@ class SearchConfig:
     tensorboard: str | None = None
     score: str = "wer"
     factorisation: str = "plain"
+    workers: int = 1
+    ray_address: str | None = None
 
     def __post_init__(self) -> None:
         _check_agent(self.agent)
@@ -126,6 +131,12 @@ class SearchConfig:
             raise ValueError(f"target must be 'toy', 'default' or a checkpoint path; got {self.target!r}")
         _check_score(self.score, self.target)
         _check_choice("factorisation", self.factorisation, FACTORISATIONS)
+        _check_positive_int("workers", self.workers)
+        if self.workers > 1 and self.agent == "dqn":
+            raise ValueError(
+                "dqn learns from whole episodes one env at a time, so it cannot collect episodes on "
+                f"{self.workers} workers; use --workers 1 with dqn, or an on-policy agent (ppo, a2c, maskable_ppo)"
+            )
         object.__setattr__(self, "budget", float(self.budget))
         object.__setattr__(self, "constraint", constraint)
         object.__setattr__(self, "sb3", sb3)

@@ -33,6 +33,7 @@ import numpy as np
 
 from agents.budget import EvaluationRecorder, SearchLog, play, search_reward
 from agents.config import SearchConfig
+from agents.workers import play_batch
 
 __all__ = ["OPTUNA_SAMPLERS", "run_optuna"]
 
@@ -98,28 +99,37 @@ def run_optuna(config: SearchConfig, env: EvaluationRecorder, log: SearchLog, rn
     native = _native_constraints(optuna)
     worst_reward = None
     trials = 0
+    pool = getattr(env, "pool", None)
+    ask = pool.workers if pool is not None and pool.workers > 1 else 1
     while not log.exhausted:
-        if trials >= config.episode_limit:
-            logger.warning("%s: %d trials found no new configuration; stopping", config.agent, trials)
-            return "episode_limit"
-        trial = study.ask()
-        trials += 1
-        actions = [trial.suggest_int(f"step{t}", 0, menu_size - 1) for t in range(steps)]
-        params = float(unit_params[np.arange(steps), actions].sum())
-        excess = (params - capacity) / dense_total
-        trial.set_user_attr("size_excess", excess)
-        if native and config.agent != "cmaes":
-            trial.set_constraint("size_excess", excess)
-        if excess > _TOLERANCE:  # over the budget: told as infeasible, never decoded
-            if multi:
-                study.tell(trial, [1.0 + excess, params / dense_total])
-            else:
-                study.tell(trial, (worst_reward if worst_reward is not None else -1.0) - 1.0 - 10.0 * excess)
-            continue
-        info = play(env, actions)
-        # From the info, not the log: a hit in a cache shared with other runs is not in it.
-        wer, size_ratio = float(info["wer"]), float(info["size_ratio"])
-        reward = search_reward(main, wer, int(info["params"]))
-        worst_reward = reward if worst_reward is None else min(worst_reward, reward)
-        study.tell(trial, [wer, size_ratio] if multi else reward)
+        batch = []  # ``ask`` feasible trials at a time, decoded together on the workers
+        while len(batch) < ask:
+            if trials >= config.episode_limit:
+                logger.warning("%s: %d trials found no new configuration; stopping", config.agent, trials)
+                return "episode_limit"
+            trial = study.ask()
+            trials += 1
+            actions = [trial.suggest_int(f"step{t}", 0, menu_size - 1) for t in range(steps)]
+            params = float(unit_params[np.arange(steps), actions].sum())
+            excess = (params - capacity) / dense_total
+            trial.set_user_attr("size_excess", excess)
+            if native and config.agent != "cmaes":
+                trial.set_constraint("size_excess", excess)
+            if excess > _TOLERANCE:  # over the budget: told as infeasible, never decoded
+                if multi:
+                    study.tell(trial, [1.0 + excess, params / dense_total])
+                else:
+                    study.tell(trial, (worst_reward if worst_reward is not None else -1.0) - 1.0 - 10.0 * excess)
+                continue
+            batch.append((trial, actions))
+        if ask == 1:
+            infos = [play(env, batch[0][1])]
+        else:
+            infos = play_batch(env, pool, [actions for _, actions in batch], log.limit - log.count)
+        for (trial, _), info in zip(batch, infos):
+            # From the info, not the log: a hit in a cache shared with other runs is not in it.
+            wer, size_ratio = float(info["wer"]), float(info["size_ratio"])
+            reward = search_reward(main, wer, int(info["params"]))
+            worst_reward = reward if worst_reward is None else min(worst_reward, reward)
+            study.tell(trial, [wer, size_ratio] if multi else reward)
     return "budget"

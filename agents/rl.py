@@ -172,9 +172,19 @@ def run_rl(config: SearchConfig, env: EvaluationRecorder, log: SearchLog, rng: n
             if log.exhausted or log.episodes >= config.episode_limit:
                 break
             random_episode(env, rng)
-    # One env: SB3 checks the callback after every step, so no evaluation overshoots the
-    # budget (several envs would each finish an episode within one vector step).
-    vec_env = DummyVecEnv([lambda: Monitor(env)])
+    pool = getattr(env, "pool", None)
+    if pool is not None and pool.workers > 1:
+        # One episode per worker at a time, their terminal evaluations decoded together;
+        # the pooled env never evaluates beyond the remaining budget.
+        from agents.workers import PooledVecEnv
+
+        vec_env = PooledVecEnv(env, pool.workers, pool, log)
+        if "n_steps" in params and "n_steps" not in dict(config.sb3):  # the same episodes per update
+            params["n_steps"] = max(steps, params["n_steps"] // pool.workers // steps * steps)
+    else:
+        # One env: SB3 checks the callback after every step, so no evaluation overshoots the
+        # budget (several envs would each finish an episode within one vector step).
+        vec_env = DummyVecEnv([lambda: Monitor(env)])
     policy = params.pop("policy")
     model = algorithm_class(config.agent)(
         policy, vec_env, seed=config.seed, device=config.device, verbose=0,

@@ -26,6 +26,7 @@ from agents.budget import EvaluationRecord, EvaluationRecorder, SearchLog, Searc
 from agents.config import OPTUNA_AGENTS, SearchConfig
 from agents.run_dir import RunDir
 from agents.targets import SearchTarget, make_search_target
+from agents.workers import make_pool
 from shrinkml_env.compression import describe_layers, export_factorised, uniform_ranks_at_size
 from shrinkml_env.env import ShrinkMLEnv
 
@@ -180,7 +181,11 @@ def run_search(
             from agents.optuna_search import run_optuna as runner
         else:
             runner = BASELINES[config.agent]
-        stop_reason = runner(config, recorder, log, np.random.default_rng(config.seed))
+        recorder.pool = make_pool(env, config.workers, address=config.ray_address, device=config.device)
+        try:
+            stop_reason = runner(config, recorder, log, np.random.default_rng(config.seed))
+        finally:
+            recorder.pool.close()
     curve = run.uniform_curve()
     if curve is None:
         curve = uniform_curve(env, log)

@@ -68,6 +68,13 @@ class EvaluationCache:
             self.hits += 1
         return value
 
+    def peek(self, key: str) -> float | None:
+        """The cached error for ``key`` without counting a hit or a miss."""
+        hits, misses = self.hits, self.misses
+        value = self.get(key)
+        self.hits, self.misses = hits, misses
+        return value
+
     def put(self, key: str, error: float) -> float:
         """Store ``error`` for ``key``; returns the stored value (an earlier one wins)."""
         if self.path is not None:

@@ -201,6 +201,9 @@ class ShrinkMLEnv(gym.Env):
             self.target, self.menu, granularity, device=torch.device(device), factorisation=factorisation
         )
         self.cache = EvaluationCache(cache)
+        # Errors computed on workers, waiting for the episode that ends on them (agents.workers).
+        self.prefetched: dict[str, float] = {}
+        self.unpaid = False
         self.steps = self.plan.n_units
         self.observation_space = spaces.Box(0.0, 1.0, (len(OBSERVATION_FEATURES),), np.float32)
         if self.continuous:
@@ -347,12 +350,38 @@ class ShrinkMLEnv(gym.Env):
             raise ValueError(f"action must be an integer in [0, {self.menu.size - 1}]; got {action!r}")
         return index
 
-    def _largest_feasible(self) -> int:
-        """Largest action at this step that leaves the budget reachable (0 if none does)."""
-        t = self._t
-        allowance = self.budget * self.plan.dense_total - self._used - self._min_rest[t + 1]
+    def _largest_feasible(self, t: int | None = None, used: float | None = None) -> int:
+        """Largest action at step ``t`` (default: this step), with ``used`` parameters
+        decided before it, that leaves the budget reachable (0 if none does)."""
+        t = self._t if t is None else t
+        used = self._used if used is None else used
+        allowance = self.budget * self.plan.dense_total - used - self._min_rest[t + 1]
         feasible = np.nonzero(self.plan.unit_params[t] <= allowance + 1e-9)[0]
         return int(feasible.max()) if feasible.size else 0
+
+    # -- batched evaluation (agents.workers) -------------------------------------------------
+    @property
+    def steps_left(self) -> int:
+        """Steps until the episode ends (0 once it has)."""
+        return 0 if self._t is None or self._done else self.steps - self._t
+
+    @property
+    def actions_so_far(self) -> list[int]:
+        """The menu actions taken in this episode, after the constraint's clamping."""
+        return list(self._actions) if self._t is not None else []
+
+    def final_ranks(self, actions) -> tuple[int, ...]:
+        """The ranks an episode of these actions ends at (after clamping), without playing it."""
+        if len(actions) != self.steps:
+            raise ValueError(f"an episode takes {self.steps} actions; got {len(actions)}")
+        used, taken = 0.0, []
+        for t, action in enumerate(actions):
+            index = self._action_index(action)
+            if self.constraint != "punish":
+                index = min(index, self._largest_feasible(t, used))
+            taken.append(index)
+            used += float(self.plan.unit_params[t, index])
+        return self.plan.ranks(taken)
 
     def _observation(self) -> np.ndarray:
         t = min(self._t or 0, self.steps - 1)
@@ -379,8 +408,15 @@ class ShrinkMLEnv(gym.Env):
         key = cache_key(self.target.fingerprint, self.evaluation_fingerprint, ranks)
         error = self.cache.get(key)
         hit = error is not None
+        if error is None and self.unpaid:  # beyond a batched search's budget: not evaluated
+            self.unpaid = False
+            return 0.0, {"ranks": list(ranks), "unevaluated": True, "cache_hit": False,
+                         "reward_name": self.reward_fn.name}
         if error is None:
-            error = self.cache.put(key, self.plan.evaluate(ranks))
+            # An error a worker pool computed for this episode is claimed here, once: the
+            # first episode to end on it pays for it, as if it had been decoded now.
+            claimed = self.prefetched.pop(key, None)
+            error = self.cache.put(key, claimed if claimed is not None else self.plan.evaluate(ranks))
         params = int(self.plan.params(ranks))
         size_ratio = params / self.plan.dense_total
         reward = self.score(error, params)
