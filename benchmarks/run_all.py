@@ -28,6 +28,7 @@ QUICK = [
     ["benchmarks.bench_scaling", "--quick"],
     ["benchmarks.bench_scores", "--quick"],
     ["benchmarks.bench_methods", "--quick"],
+    ["benchmarks.bench_workers", "--quick"],
 ]
 FULL = [
     ["benchmarks.bench_lowrank"],
@@ -44,6 +45,7 @@ FULL = [
     ["benchmarks.bench_search_score"],
     ["benchmarks.bench_methods"],
     ["benchmarks.bench_distill", "--threads", "2"],
+    ["benchmarks.bench_workers"],
 ]
 
 

@@ -116,3 +116,20 @@ def test_workers_refuse_a_target_that_is_not_the_drivers_and_dqn(tmp_path):
     with pytest.raises(ValueError, match="workers must be an integer >= 1"):
         SearchConfig(target="toy", workers=0)
     assert json.loads(json.dumps(SearchConfig(target="toy", workers=2).to_dict()))["workers"] == 2
+
+
+def test_rllib_ppo_trains_on_the_toy_target_through_its_env_runners():
+    import math
+
+    pytest.importorskip("ray.rllib")
+    from examples.rllib_ppo import build_algorithm
+
+    algo = build_algorithm({"target": "toy", "budget": 0.5}, runners=1, episodes_per_iteration=4)
+    try:
+        results = [algo.train() for _ in range(2)]
+    finally:
+        algo.stop()
+    runners = results[-1]["env_runners"]
+    assert runners["num_episodes_lifetime"] == 8  # whole episodes of ShrinkML-v0, 4 per iteration
+    assert math.isfinite(runners["episode_return_mean"])
+    assert runners["episode_len_mean"] == 4  # the toy target's four compressible layers
