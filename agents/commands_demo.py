@@ -38,6 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rank-menu", default="budget7", help="rank menu preset (default: %(default)s, centred on the budget, which beats uniform at 0.3; `shrinkml search` defaults to linear8)")
     p.add_argument("--target", default="default", help="'default' (shipped model), an ASR checkpoint, or 'toy'")
+    from agents.config import SearchConfig
+
+    d = SearchConfig()
+    p.add_argument("--score", help=f"search-subset score: wer, cer, loss or distill (default: {d.score}; wer on 'toy')")
+    p.add_argument("--factorisation", default=d.factorisation, help="plain or whitened (default: %(default)s)")
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run directory (rerun resumes)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -52,6 +57,8 @@ def _demo(args: argparse.Namespace) -> int:
     config = SearchConfig(
         agent="ppo", budget=args.budget, evaluations=args.evaluations, seed=args.seed,
         target=args.target, test_utterances=args.test_utterances, rank_menu=args.rank_menu,
+        score=args.score or ("wer" if args.target == "toy" else SearchConfig().score),
+        factorisation=args.factorisation,
     )
     if args.threads is not None:
         import torch
@@ -64,7 +71,7 @@ def _demo(args: argparse.Namespace) -> int:
 
         bar = None if args.quiet else _progress_bar("synthesising dev and test speech (first run only)", "utt")
         ensure_corpus(progress=bar, splits=("dev", "test"))
-    update, close = (None, lambda: None) if args.quiet else search_progress_bar(config.evaluations)
+    update, close = (None, lambda: None) if args.quiet else search_progress_bar(config.evaluations, config.score)
     try:
         result = run_search(config, args.out, progress=update)
     finally:
@@ -78,7 +85,8 @@ def _demo(args: argparse.Namespace) -> int:
             rows.append((label, c.size_ratio, c.model_params, c.search_wer, c.test_wer))
     print(f"\nShrinkML demo: budget {config.budget}, rank menu {config.rank_menu}, {result.evaluations} search evaluations, "
           f"{config.test_utterances} test utterances")
-    print(f"{'model':32s} {'size ratio':>10s} {'parameters':>11s} {'search WER':>10s} {'test WER':>9s}")
+    column = "search WER" if config.score == "wer" else f"search {config.score}"
+    print(f"{'model':32s} {'size ratio':>10s} {'parameters':>11s} {column:>10s} {'test WER':>9s}")
     for name, ratio, params, search_wer, test_wer in rows:
         print(f"{name:32s} {ratio:10.3f} {params:11,d} {search_wer:10.4f} {test_wer:9.4f}")
     print(f"\nrun directory: {result.run_dir} (report.md, pareto.png, exported model.pt); "

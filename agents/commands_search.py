@@ -98,8 +98,8 @@ def search_config_from_args(args: argparse.Namespace) -> SearchConfig:
     )
 
 
-def search_progress_bar(total: int) -> tuple[Callable, Callable[[], None]]:
-    """A tqdm bar of evaluations with best reward, best WER within budget and cache hits."""
+def search_progress_bar(total: int, score: str = "wer") -> tuple[Callable, Callable[[], None]]:
+    """A tqdm bar of evaluations with best reward, best ``score`` within budget and cache hits."""
     from tqdm import tqdm
 
     bars: list[tqdm] = []  # created on the first report, so a refused search draws no bar
@@ -111,7 +111,7 @@ def search_progress_bar(total: int) -> tuple[Callable, Callable[[], None]]:
         if progress.best_reward is not None:
             shown["best_reward"] = f"{progress.best_reward:.3f}"
         if progress.best_wer is not None:
-            shown["best_wer@budget"] = f"{progress.best_wer:.4f}"
+            shown[f"best_{score}@budget"] = f"{progress.best_wer:.4f}"
         bars[0].set_postfix(shown, refresh=False)
         bars[0].update(progress.evaluations - bars[0].n)
 
@@ -139,7 +139,7 @@ def _search(args: argparse.Namespace) -> int:
     config = search_config_from_args(args)
     _set_threads(args.threads)
     out = args.out or Path("runs/search") / f"{config.agent}-b{config.budget:g}-s{config.seed}"
-    update, close = (None, lambda: None) if args.quiet else search_progress_bar(config.evaluations)
+    update, close = (None, lambda: None) if args.quiet else search_progress_bar(config.evaluations, config.score)
     try:
         result = run_search(config, out, progress=update)
     finally:
@@ -147,7 +147,8 @@ def _search(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.summary()))
         return 0
-    print(f"\n{'model':30s} {'size ratio':>10s} {'parameters':>11s} {'search WER':>10s} {'test WER':>9s}")
+    column = "search WER" if config.score == "wer" else f"search {config.score}"
+    print(f"\n{'model':30s} {'size ratio':>10s} {'parameters':>11s} {column:>10s} {'test WER':>9s}")
     print(f"{'dense':30s} {1.0:10.3f} {result.dense_model_params:11,d} {result.baseline_search_wer:10.4f} "
           f"{result.baseline_test_wer:9.4f}")
     for c in (result.uniform, result.best):
