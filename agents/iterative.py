@@ -138,7 +138,7 @@ class IterativeConfig:
 @dataclass(frozen=True)
 class ASRData:
     """The splits an iterative run uses: fine-tuning (train, dev), search subset, test, and
-    calibration utterances for activation-aware factorisation (empty: none)."""
+    calibration utterances for activation-aware factorisation (empty: the last 200 of dev)."""
 
     train: Sequence[Utterance]
     dev: Sequence[Utterance]
@@ -404,9 +404,11 @@ def search_kit(start: Path, name: str, data: ASRData, tokenizer: Any, test_batch
     def save(out: Path, model, meta: dict[str, Any]) -> None:
         save_factorised_asr(out, model, tokenizer, meta)
 
-    if data.calibration:
-        from asr.calibration import check_calibration
+    from asr.calibration import DEFAULT_CALIBRATION_UTTERANCES, check_calibration
 
-        check_calibration(data.calibration, test=data.test)
-    target = asr_target(start, data.search, name=name, score=score, calibration=list(data.calibration) or None)
+    # Calibration for activation-aware factorisation: the given set, else the last dev
+    # utterances (dev, never the search subset or test; both checked).
+    calibration = list(data.calibration) or list(data.dev)[-DEFAULT_CALIBRATION_UTTERANCES:]
+    check_calibration(calibration, test=data.test)
+    target = asr_target(start, data.search, name=name, score=score, calibration=calibration)
     return SearchTarget(target, test_error, save, f"{len(data.test)} test utterances")

@@ -108,4 +108,9 @@ def test_a_whitened_search_exports_the_model_it_scored(tmp_path):
     plain = export_factorised(kit.target.model, layers, ranks)
     assert not all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), exported.state_dict().values()))
     with pytest.raises(ValueError, match="factorisation"):
-        run_search(SearchConfig(agent="random", target="toy", budget=0.4, evaluations=6), tmp_path / "run")
+        run_search(SearchConfig(agent="random", target="toy", budget=0.4, evaluations=6, factorisation="plain"),
+                   tmp_path / "run")
+    assert SearchConfig().factorisation == "whitened"  # the measured best is the search default
+    # A run directory from before the setting existed was a plain search and resumes as one.
+    legacy = {k: v for k, v in config.to_dict().items() if k not in ("factorisation", "score")}
+    assert SearchConfig.from_dict(legacy).factorisation == "plain"

@@ -51,7 +51,7 @@ def test_pooled_agents_spend_exactly_their_budget_on_unique_configurations(tmp_p
     assert result.evaluations == len(records) == 10
     assert len({ranks for ranks, _ in records}) == 10
     # Every error is the one the driver's own model gives that configuration.
-    env = ShrinkMLEnv(target=toy_target(), budget=0.5)
+    env = ShrinkMLEnv(target=toy_target(), budget=0.5, factorisation="whitened")
     for ranks, error in records[:3]:
         assert env.plan.evaluate(ranks) == pytest.approx(error)
 
