@@ -63,6 +63,9 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=d.workers,
                    help="evaluate on this many Ray workers (needs the 'ray' extra; default: %(default)s, in this process)")
     p.add_argument("--ray-address", help="join this Ray cluster (e.g. 'auto' or ray://host:10001) instead of starting one")
+    p.add_argument("--worker-threads", type=int, default=d.worker_threads, help="torch threads per worker (default: %(default)s)")
+    p.add_argument("--worker-gpus", type=float, default=d.worker_gpus,
+                   help="GPUs per worker, fractions allowed (0.25: four per GPU; with --device cuda) (default: %(default)s)")
     p.add_argument("--factorisation", default=d.factorisation,
                    help="plain (truncated SVD of each matrix) or whitened (activation-aware: minimises the "
                    "error of each matrix's outputs on calibration data; same exported structure) "
@@ -94,6 +97,8 @@ def search_config_from_args(args: argparse.Namespace) -> SearchConfig:
         factorisation=args.factorisation,
         workers=args.workers,
         ray_address=args.ray_address,
+        worker_threads=args.worker_threads,
+        worker_gpus=args.worker_gpus,
         tensorboard=None if args.tensorboard is None else str(args.tensorboard),
     )
 

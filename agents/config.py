@@ -36,7 +36,8 @@ AGENTS = RL_AGENTS + BASELINE_AGENTS + OPTUNA_AGENTS
 
 # Fields that may differ when a run directory is resumed: they change where or how fast the
 # search runs, or how long it may go on, not what any evaluation means.
-RESUMABLE_CHANGES = ("evaluations", "device", "tensorboard", "workers", "ray_address")
+RESUMABLE_CHANGES = ("evaluations", "device", "tensorboard", "workers", "ray_address", "worker_threads",
+                     "worker_gpus")
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,9 @@ class SearchConfig:
         workers: terminal evaluations run on this many Ray actors (1: in this process);
             may change when a search resumes.
         ray_address: an existing Ray cluster to run the workers on (None: a local one).
+        worker_threads: torch threads (and CPUs reserved) per worker.
+        worker_gpus: GPUs reserved per worker, fractions allowed (0.25: four workers share
+            one GPU); with ``device="cuda"`` the workers' models live there.
     """
 
     agent: str = "ppo"
@@ -102,6 +106,8 @@ class SearchConfig:
     factorisation: str = "whitened"
     workers: int = 1
     ray_address: str | None = None
+    worker_threads: int = 1
+    worker_gpus: float = 0.0
 
     def __post_init__(self) -> None:
         _check_agent(self.agent)
@@ -135,6 +141,11 @@ class SearchConfig:
         _check_score(self.score, self.target)
         _check_choice("factorisation", self.factorisation, FACTORISATIONS)
         _check_positive_int("workers", self.workers)
+        _check_positive_int("worker_threads", self.worker_threads)
+        if isinstance(self.worker_gpus, bool) or not isinstance(self.worker_gpus, (int, float)) or not (
+            0.0 <= self.worker_gpus <= 64.0
+        ):
+            raise ValueError(f"worker_gpus must be a number of GPUs >= 0 (fractions allowed); got {self.worker_gpus!r}")
         if self.workers > 1 and self.agent == "dqn":
             raise ValueError(
                 "dqn learns from whole episodes one env at a time, so it cannot collect episodes on "

@@ -181,7 +181,8 @@ def run_search(
             from agents.optuna_search import run_optuna as runner
         else:
             runner = BASELINES[config.agent]
-        recorder.pool = make_pool(env, config.workers, address=config.ray_address, device=config.device)
+        recorder.pool = make_pool(env, config.workers, address=config.ray_address, threads=config.worker_threads,
+                                  gpus=config.worker_gpus, device=config.device)
         try:
             stop_reason = runner(config, recorder, log, np.random.default_rng(config.seed))
         finally:

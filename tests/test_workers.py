@@ -115,6 +115,8 @@ def test_workers_refuse_a_target_that_is_not_the_drivers_and_dqn(tmp_path):
         SearchConfig(agent="dqn", target="toy", workers=2)
     with pytest.raises(ValueError, match="workers must be an integer >= 1"):
         SearchConfig(target="toy", workers=0)
+    with pytest.raises(ValueError, match="worker_gpus must be a number of GPUs >= 0"):
+        SearchConfig(target="toy", workers=2, worker_gpus=-0.5)
     assert json.loads(json.dumps(SearchConfig(target="toy", workers=2).to_dict()))["workers"] == 2
 
 
