@@ -35,7 +35,13 @@ from asr.default import default_checkpoint, load_split
 from asr.evaluate import evaluate_batches
 from asr.features import LogMelFrontend
 from asr.metrics import paired_wer_difference
-from benchmarks.common import RESULTS, apply_quick_defaults, run_metadata, write_result
+from benchmarks.common import (
+    RESULTS,
+    apply_quick_defaults,
+    parse_size_ratios,
+    run_metadata,
+    write_result,
+)
 from shrinkml_env.compression import SVDBank, describe_layers, export_factorised
 from shrinkml_env.compression.calibration import input_moments
 from shrinkml_env.compression.ranks import uniform_ranks_at_size
@@ -58,12 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         apply_quick_defaults(parser, args, QUICK)
-    try:
-        sizes = [float(s) for s in str(args.sizes).split(",")]
-    except ValueError:
-        parser.error(f"--sizes must be comma-separated size ratios, e.g. 0.5,0.3; got {args.sizes!r}")
-    if any(not 0 < s <= 1 for s in sizes):
-        parser.error(f"--sizes must lie in (0, 1]; got {sizes}")
+    sizes = parse_size_ratios(parser, args.sizes)
 
     kit = asr_search_target(test_utterances=args.test)
     target = kit.target

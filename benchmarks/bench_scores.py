@@ -42,7 +42,13 @@ from asr.scores import SCORES, make_scorer
 from asr.subset import spearman
 from asr.target import asr_target
 from benchmarks.bench_subset import probe_actions
-from benchmarks.common import RESULTS, apply_quick_defaults, run_metadata, write_result
+from benchmarks.common import (
+    RESULTS,
+    apply_quick_defaults,
+    parse_size_ratios,
+    run_metadata,
+    write_result,
+)
 from shrinkml_env.plan import CompressionPlan
 from shrinkml_env.search_space import DEFAULT_MENU
 
@@ -80,12 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.quick:
         apply_quick_defaults(parser, args, QUICK)
-    try:
-        sizes = [float(s) for s in str(args.sizes).split(",")]
-    except ValueError:
-        parser.error(f"--sizes must be comma-separated size ratios, e.g. 0.3,0.5; got {args.sizes!r}")
-    if any(not 0 < s <= 1 for s in sizes) or args.configs < 3:
-        parser.error(f"--sizes must lie in (0, 1] and --configs be >= 3; got {sizes}, {args.configs}")
+    sizes = parse_size_ratios(parser, args.sizes)
+    if args.configs < 3:
+        parser.error(f"--configs must be >= 3 (a rank correlation needs them); got {args.configs}")
 
     checkpoint = default_checkpoint()
     model, tokenizer, _ = load_checkpoint(checkpoint)

@@ -16,7 +16,7 @@ from shrinkml_env.atomic import atomic_write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
-__all__ = ["RESULTS", "apply_quick_defaults", "run_metadata", "write_result"]
+__all__ = ["RESULTS", "apply_quick_defaults", "parse_size_ratios", "run_metadata", "write_result"]
 
 
 def _commit() -> str:
@@ -60,3 +60,14 @@ def apply_quick_defaults(parser: Any, args: Any, quick: dict[str, Any]) -> None:
     for name, value in quick.items():
         if getattr(args, name) == parser.get_default(name):
             setattr(args, name, value)
+
+
+def parse_size_ratios(parser: Any, text: str) -> list[float]:
+    """``--sizes``: comma-separated size ratios in (0, 1]; a bad value is a parser error."""
+    try:
+        sizes = [float(s) for s in str(text).split(",")]
+    except ValueError:
+        parser.error(f"--sizes must be comma-separated size ratios, e.g. 0.5,0.3; got {text!r}")
+    if any(not 0 < s <= 1 for s in sizes):
+        parser.error(f"--sizes must lie in (0, 1]; got {sizes}")
+    return sizes
