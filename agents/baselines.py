@@ -37,8 +37,8 @@ _TOLERANCE = 1e-9
 
 def uniform_action(env: ShrinkMLEnv, budget: float) -> int:
     """Largest menu action that fits ``budget`` when every step takes it (0 if none does)."""
-    totals = env.plan.unit_params.sum(axis=0)
-    fitting = np.nonzero(totals <= budget * env.plan.dense_total + _TOLERANCE)[0]
+    totals = env.costs.unit_costs.sum(axis=0)
+    fitting = np.nonzero(totals <= env.costs.capacity(budget) + _TOLERANCE)[0]
     return int(fitting.max()) if fitting.size else 0
 
 
@@ -70,10 +70,10 @@ def random_actions(env: ShrinkMLEnv, rng: np.random.Generator) -> list[int]:
     """The actions :func:`random_episode` draws with the same ``rng``, without playing them."""
     used, actions = 0.0, []
     for t in range(env.steps):
-        largest = env.menu.size - 1 if env.constraint == "punish" else env._largest_feasible(t, used)
-        action = int(rng.choice(np.arange(largest + 1)))
+        feasible = np.arange(env.menu.size) if env.constraint == "punish" else np.flatnonzero(env._feasible(t, used))
+        action = int(rng.choice(feasible))
         actions.append(action)
-        used += float(env.plan.unit_params[t, action])
+        used += float(env.costs.unit_costs[t, action])
     return actions
 
 
@@ -127,7 +127,7 @@ def run_evolution(
 def run_greedy(config: SearchConfig, env: EvaluationRecorder, log: SearchLog, rng: np.random.Generator) -> str:
     """Sensitivity scan, predicted-best allocation, then hill climbing on measured rewards."""
     main: ShrinkMLEnv = env.unwrapped
-    steps, menu_size = main.plan.unit_params.shape
+    steps, menu_size = main.costs.unit_costs.shape
     dense = menu_size - 1
     # From the whole budget, not what is left, so a resumed run replays the same scan.
     levels = min(dense, (log.limit - 1) // steps)
@@ -143,7 +143,8 @@ def run_greedy(config: SearchConfig, env: EvaluationRecorder, log: SearchLog, rn
     twin = ShrinkMLEnv(
         target=main.target, budget=1.0, reward=main.reward_fn, constraint="clamp",
         rank_menu=main.menu, granularity=main.granularity, device=str(main.plan.device or "cpu"),
-        factorisation=main.factorisation,
+        factorisation=main.factorisation, budget_metric=main.budget_metric,
+        latency_batch=main.latency_batch, latency_table=main.latency_table_path,
     )
     twin.cache = main.cache
     twin_env = EvaluationRecorder(twin, log)
@@ -166,8 +167,8 @@ def run_greedy(config: SearchConfig, env: EvaluationRecorder, log: SearchLog, rn
     known = np.append(scanned, dense)
     for t in range(steps):  # unscanned menu ranks: interpolate between measured neighbours
         wer[t] = np.interp(np.arange(menu_size), known, wer[t, known])
-    capacity = main.budget * main.plan.dense_total
-    allocations = pareto_allocations(main.plan.unit_params, wer - baseline, capacity)
+    capacity = main.costs.capacity(main.budget)
+    allocations = pareto_allocations(main.costs.unit_costs, wer - baseline, capacity)
     if not allocations:
         return run_uniform(config, env, log, rng)
     return _hill_climb(config, env, log, allocations[0], wer - baseline, capacity)
@@ -181,7 +182,7 @@ def _hill_climb(
     predicted_rise: np.ndarray,
     capacity: float,
 ) -> str:
-    params = env.unwrapped.plan.unit_params
+    params = env.unwrapped.costs.unit_costs
     current = start
     info = play(env, current)
     best_reward = log.known[tuple(info["ranks"])].reward

@@ -46,6 +46,8 @@ class EvaluationRecord:
         params: compressible parameters after compression.
         reward: the search's reward at the search's budget.
         episode: the episode (cache hits included) of the search that paid for it.
+        latency_ratio: predicted latency ÷ the dense model's, under a latency budget
+            (None under a size budget).
     """
 
     index: int
@@ -56,10 +58,13 @@ class EvaluationRecord:
     params: int
     reward: float
     episode: int
+    latency_ratio: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["ranks"], data["actions"] = list(self.ranks), list(self.actions)
+        if self.latency_ratio is None:
+            del data["latency_ratio"]
         return data
 
     @classmethod
@@ -74,6 +79,7 @@ class EvaluationRecord:
                 params=int(data["params"]),
                 reward=float(data["reward"]),
                 episode=int(data["episode"]),
+                latency_ratio=None if data.get("latency_ratio") is None else float(data["latency_ratio"]),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"not an evaluation record ({type(e).__name__}: {e}): {data!r}") from e
@@ -91,22 +97,32 @@ class SearchProgress:
     best_wer: float | None
 
 
-def best_within_budget(records: Sequence[EvaluationRecord], budget: float) -> EvaluationRecord | None:
-    """Lowest search WER among records within ``budget``; ties: smaller size, then earlier.
+def best_within_budget(records: Sequence[EvaluationRecord], budget: float, metric: str = "size"
+                       ) -> EvaluationRecord | None:
+    """Lowest search WER among records within ``budget``; ties: smaller ratio, then earlier.
 
-    Returns None when no record fits the budget.
+    ``metric``: what the budget limits, ``"size"`` (``size_ratio``) or ``"latency"``
+    (``latency_ratio``). Returns None when no record fits the budget.
     """
-    fitting = [r for r in records if r.size_ratio <= budget + _SIZE_TOLERANCE]
-    return min(fitting, key=lambda r: (r.search_wer, r.size_ratio, r.index), default=None)
+    def ratio(r: EvaluationRecord) -> float:
+        if metric == "size":
+            return r.size_ratio
+        if r.latency_ratio is None:
+            raise ValueError(f"evaluation {r.index} has no latency_ratio; it was not made under a latency budget")
+        return r.latency_ratio
+
+    fitting = [r for r in records if ratio(r) <= budget + _SIZE_TOLERANCE]
+    return min(fitting, key=lambda r: (r.search_wer, ratio(r), r.index), default=None)
 
 
-def search_reward(env: ShrinkMLEnv, wer: float, params: int) -> float:
-    """The reward ``env`` gives a compressed model with this error and size.
+def search_reward(env: ShrinkMLEnv, wer: float, params: int, latency_ratio: float | None = None) -> float:
+    """The reward ``env`` gives a compressed model with this error and size (and predicted
+    latency ratio, which a latency budget needs).
 
     Used to score every evaluation at the search's own budget, including those measured
     through a helper env with another budget (the greedy agent's sensitivity scan).
     """
-    return env.score(wer, params)
+    return env.score(wer, params, latency_ratio)
 
 
 class SearchLog:
@@ -158,7 +174,7 @@ class SearchLog:
         return self.scorer.budget
 
     def best(self) -> EvaluationRecord | None:
-        return best_within_budget(self.records, self.scorer.budget)
+        return best_within_budget(self.records, self.scorer.budget, self.scorer.budget_metric)
 
     def best_reward(self) -> float | None:
         return max((r.reward for r in self.records), default=None)
@@ -195,8 +211,9 @@ class SearchLog:
             search_wer=float(info["wer"]),
             size_ratio=float(info["size_ratio"]),
             params=int(info["params"]),
-            reward=search_reward(self.scorer, float(info["wer"]), int(info["params"])),
+            reward=search_reward(self.scorer, float(info["wer"]), int(info["params"]), info.get("latency_ratio")),
             episode=self.episodes - 1,
+            latency_ratio=info.get("latency_ratio"),
         )
         self.records.append(record)
         self.known[ranks] = record

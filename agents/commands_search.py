@@ -15,7 +15,7 @@ __all__ = ["register", "search_config_from_args", "search_progress_bar"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("search", help="search per-layer SVD ranks under a size budget")
+    p = sub.add_parser("search", help="search per-layer SVD ranks under a size (or latency) budget")
     add_search_arguments(p)
     add_iterative_arguments(p)
     p.add_argument("--out", type=Path, help="run directory (default: runs/search/AGENT-bBUDGET-sSEED); "
@@ -40,6 +40,11 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     d = SearchConfig()
     p.add_argument("--agent", default=d.agent, help=f"one of {', '.join(AGENTS)}")
     p.add_argument("--budget", type=float, default=d.budget, help="size ratio of the compressible parameters to reach, in (0, 1]")
+    p.add_argument("--latency-budget", type=float, metavar="RATIO",
+                   help="budget predicted latency instead of size: this fraction of the dense model's, in (0, 1], "
+                   "from a per-layer latency table measured once on this machine (replaces --budget)")
+    p.add_argument("--batch", type=int, default=d.latency_batch,
+                   help="utterances per call when latency is measured (with --latency-budget; default: %(default)s)")
     p.add_argument("--reward", default=d.reward, help="env reward name (wer_size, budget_wer, accuracy_guaranteed, amc, linear)")
     p.add_argument("--evaluations", type=int, default=d.evaluations,
                    help="unique search-subset evaluations to spend (cache hits are free)")
@@ -80,7 +85,9 @@ def search_config_from_args(args: argparse.Namespace) -> SearchConfig:
     sb3 = tuple(sb3) + parse_sb3_overrides(args.sb3)
     return SearchConfig(
         agent=args.agent,
-        budget=args.budget,
+        budget=args.budget if args.latency_budget is None else args.latency_budget,
+        budget_metric="size" if args.latency_budget is None else "latency",
+        latency_batch=args.batch,
         reward=args.reward,
         evaluations=args.evaluations,
         seed=args.seed,

@@ -85,6 +85,9 @@ class SearchConfig:
         worker_threads: torch threads (and CPUs reserved) per worker.
         worker_gpus: GPUs reserved per worker, fractions allowed (0.25: four workers share
             one GPU); with ``device="cuda"`` the workers' models live there.
+        budget_metric: what ``budget`` limits: ``"size"`` (default) or ``"latency"`` (the
+            predicted latency of the model on this machine, from a measured per-layer table).
+        latency_batch: utterances per call in the latency measurement (``"latency"`` only).
     """
 
     agent: str = "ppo"
@@ -108,10 +111,19 @@ class SearchConfig:
     ray_address: str | None = None
     worker_threads: int = 1
     worker_gpus: float = 0.0
+    budget_metric: str = "size"
+    latency_batch: int = 1
 
     def __post_init__(self) -> None:
         _check_agent(self.agent)
-        _check_budget(self.budget)
+        _check_choice("budget_metric", self.budget_metric, ("size", "latency"))
+        _check_budget(self.budget, self.budget_metric)
+        _check_positive_int("latency_batch", self.latency_batch)
+        if self.budget_metric == "latency" and self.granularity != "layer":
+            raise ValueError(
+                f"a latency budget needs granularity 'layer' (got {self.granularity!r}): a layer's latency "
+                "depends on all its matrices together"
+            )
         _check_positive_int("evaluations", self.evaluations)
         _check_reward(self.reward)
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
@@ -243,9 +255,10 @@ def _check_agent(agent: Any) -> None:
         raise ValueError(f"unknown agent {agent!r}; accepted: {', '.join(AGENTS)}")
 
 
-def _check_budget(budget: Any) -> None:
+def _check_budget(budget: Any, metric: str = "size") -> None:
     if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not math.isfinite(budget) or not 0.0 < budget <= 1.0:
-        raise ValueError(f"budget must be a size ratio in (0, 1]; got {budget!r}")
+        what = "a size ratio" if metric == "size" else "a fraction of the dense model's predicted latency"
+        raise ValueError(f"budget must be {what} in (0, 1]; got {budget!r}")
 
 
 def _check_positive_int(name: str, value: Any) -> None:

@@ -87,10 +87,10 @@ def run_optuna(config: SearchConfig, env: EvaluationRecorder, log: SearchLog, rn
     """
     optuna = _import_optuna()
     main = env.unwrapped
-    unit_params = main.plan.unit_params  # (steps, menu size)
+    unit_params = main.costs.unit_costs  # (steps, menu size): parameters, or ms of a latency budget
     steps, menu_size = unit_params.shape
-    dense_total = float(main.plan.dense_total)
-    capacity = main.budget * dense_total
+    dense_total = main.costs.dense_total
+    capacity = main.costs.capacity(main.budget)
     multi = config.agent == "nsga2"
     study = optuna.create_study(
         sampler=_sampler(optuna, config.agent, config.seed, config.evaluations),
@@ -117,7 +117,7 @@ def run_optuna(config: SearchConfig, env: EvaluationRecorder, log: SearchLog, rn
                 trial.set_constraint("size_excess", excess)
             if excess > _TOLERANCE:  # over the budget: told as infeasible, never decoded
                 if multi:
-                    study.tell(trial, [1.0 + excess, params / dense_total])
+                    study.tell(trial, [1.0 + excess, (main.costs.fixed + params) / dense_total])
                 else:
                     study.tell(trial, (worst_reward if worst_reward is not None else -1.0) - 1.0 - 10.0 * excess)
                 continue
@@ -128,8 +128,8 @@ def run_optuna(config: SearchConfig, env: EvaluationRecorder, log: SearchLog, rn
             infos = play_batch(env, pool, [actions for _, actions in batch], log.limit - log.count)
         for (trial, _), info in zip(batch, infos):
             # From the info, not the log: a hit in a cache shared with other runs is not in it.
-            wer, size_ratio = float(info["wer"]), float(info["size_ratio"])
-            reward = search_reward(main, wer, int(info["params"]))
+            wer, size_ratio = float(info["wer"]), float(info.get("latency_ratio", info["size_ratio"]))
+            reward = search_reward(main, wer, int(info["params"]), info.get("latency_ratio"))
             worst_reward = reward if worst_reward is None else min(worst_reward, reward)
             study.tell(trial, [wer, size_ratio] if multi else reward)
     return "budget"

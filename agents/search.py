@@ -159,7 +159,8 @@ def run_search(
     env = ShrinkMLEnv(
         target=kit.target, budget=config.budget, reward=config.reward, constraint=config.constraint,
         rank_menu=config.rank_menu, granularity=config.granularity, device=config.device,
-        factorisation=config.factorisation,
+        factorisation=config.factorisation, budget_metric=config.budget_metric,
+        latency_batch=config.latency_batch,
     )
     restored = run.prepare(config, kit.target)
 

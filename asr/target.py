@@ -23,13 +23,47 @@ from asr.calibration import (
 )
 from asr.checkpoint import load_checkpoint
 from asr.data import prepare_feature_batches
+from asr.decoding import greedy_decode
 from asr.default import default_checkpoint, load_split
 from asr.features import LogMelFrontend
 from asr.manifest import Utterance
 from asr.scores import SCORES, make_scorer
 from shrinkml_env.target import CompressionTarget
 
-__all__ = ["asr_target", "default_target"]
+__all__ = ["GreedyInference", "asr_target", "default_target"]
+
+LATENCY_UTTERANCES = 25  # every 8th calibration utterance: a latency workload of about 2 s
+
+
+class GreedyInference:
+    """A latency workload: greedy decoding of fixed utterances, ``batch_size`` at a time.
+
+    Features are computed once per batch size (the frontend is not what compression
+    changes, so it is left out of what is timed). Picklable, like the other target hooks.
+    """
+
+    def __init__(self, utterances: Sequence[Utterance], tokenizer) -> None:
+        if not utterances:
+            raise ValueError("a latency workload needs at least one utterance; got none")
+        self.utterances, self.tokenizer = list(utterances), tokenizer
+        self._batches: dict[int, list] = {}
+
+    @property
+    def fingerprint(self) -> str:
+        return "greedy-" + _data_fingerprint(self.utterances)
+
+    def __call__(self, model: torch.nn.Module, batch_size: int) -> None:
+        if batch_size not in self._batches:
+            self._batches[batch_size] = prepare_feature_batches(
+                self.utterances, LogMelFrontend(), self.tokenizer, max_batch_seconds=1e9,
+                max_batch_size=batch_size,
+            )
+        device = next(model.parameters()).device
+        for batch in self._batches[batch_size]:
+            greedy_decode(model, batch.features.to(device), batch.frames.to(device))
+
+    def __getstate__(self) -> dict:
+        return {"utterances": self.utterances, "tokenizer": self.tokenizer, "_batches": {}}
 
 
 def _data_fingerprint(utterances: Sequence[Utterance]) -> str:
@@ -70,6 +104,7 @@ def asr_target(
         check_calibration(calibration, evaluation=utterances)
     batches = prepare_feature_batches(utterances, LogMelFrontend(), tokenizer)
     fingerprint = _data_fingerprint(utterances)
+    inference = None if calibration is None else GreedyInference(calibration[::8][:LATENCY_UTTERANCES], tokenizer)
     return CompressionTarget(
         model=model,
         layers=model.compressible_layers(),
@@ -80,6 +115,8 @@ def asr_target(
         roles={p: p.split(".")[0] for p in model.compressible_layers()},
         calibrate=None if calibration is None else TeacherForcedCalibration(calibration, tokenizer),
         calibration_fingerprint="none" if calibration is None else calibration_fingerprint(calibration),
+        inference=inference,
+        inference_fingerprint="none" if inference is None else inference.fingerprint,
     )
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from shrinkml_env.budget import BUDGET_METRICS, BudgetCosts
 from shrinkml_env.cache import EvaluationCache, cache_key
 from shrinkml_env.plan import STATIC_FEATURES, CompressionPlan
 from shrinkml_env.records import EpisodeRecord
@@ -55,7 +56,9 @@ class ShrinkMLEnv(gym.Env):
     ## Observation Space
 
     ``Box(0, 1, (16,), float32)``; static features describe the layer (or matrix) about to be
-    compressed, dynamic ones the episode so far. Sizes count compressible parameters only.
+    compressed, dynamic ones the episode so far. Sizes count compressible parameters only;
+    under a latency budget (``budget_metric="latency"``) features 11–15 count the budgeted
+    quantity instead: predicted milliseconds, as shares of the dense model's prediction.
 
     | Num | Feature          | Min | Max | Meaning                                                     |
     |-----|------------------|-----|-----|-------------------------------------------------------------|
@@ -92,7 +95,8 @@ class ShrinkMLEnv(gym.Env):
     * ``linear``: ``-((e/b - 1) + s)``.
 
     All are clipped to ``[-5, 5]``. With ``constraint="punish"`` a penalty
-    ``-5·max(s - B, 0)/B`` is added.
+    ``-5·max(s - B, 0)/B`` is added. Under a latency budget ``s`` is the predicted latency
+    ratio (the rest of the model included) and ``B`` the latency budget.
 
     ## Starting State
 
@@ -109,16 +113,20 @@ class ShrinkMLEnv(gym.Env):
     ```python
     gym.make("ShrinkML-v0", target=None, budget=0.3, reward="wer_size", constraint="clamp",
              rank_menu="linear8", granularity="layer", cache=None, device="cpu",
-             continuous=False, score="wer", factorisation="plain")
+             continuous=False, score="wer", factorisation="plain", budget_metric="size",
+             latency_batch=1, latency_table=None)
     ```
 
     * ``target``: ``None``/``"default"`` (the shipped recogniser scored on the shipped search
       subset), ``"toy"`` (a millisecond test target), an ASR checkpoint path, or a
       :class:`~shrinkml_env.target.CompressionTarget` wrapping your own model.
-    * ``budget``: size ratio to reach, in (0, 1]: compressible parameters after ÷ before.
+    * ``budget``: ratio to reach, in (0, 1]: compressible parameters after ÷ before, or with
+      ``budget_metric="latency"`` the model's predicted latency ÷ the dense model's.
     * ``reward``: a registered reward name (:func:`shrinkml_env.rewards.reward_names`) or object.
     * ``constraint``: ``"clamp"`` (AMC-style: an action is lowered until the budget stays
-      reachable with the smallest ranks for the remaining steps), ``"mask"`` (infeasible
+      reachable with the cheapest choices for the remaining steps; under a latency budget,
+      where a lower rank can cost more, raised to the nearest feasible one if no lower one
+      is), ``"mask"`` (infeasible
       actions masked out through ``action_masks()``, for sb3-contrib's MaskablePPO; an
       infeasible action is clamped like ``"clamp"``), ``"punish"`` (no limit; terminal penalty).
     * ``rank_menu``: menu preset name (``linear8``, ``linear4``, ``linear16``,
@@ -140,15 +148,28 @@ class ShrinkMLEnv(gym.Env):
       inputs on the target's calibration data, so truncation minimises the error of the
       matrix's outputs; exported models keep two factors per matrix, so size and speed are
       the same). ``whitened`` needs a target with ``calibrate``.
+    * ``budget_metric``: ``"size"`` (default) or ``"latency"``: the budget, clamp, masks,
+      penalty, reward and features then use the predicted latency of the model on this
+      machine, ``rest + Σ layer entries`` from a per-layer latency table
+      (:mod:`shrinkml_env.compression.latency`) measured once with the target's
+      ``inference`` workload and cached. Entries need not fall with the rank: where a
+      factorised layer is slower than the dense one, the clamp keeps it dense. Needs
+      ``granularity="layer"``.
+    * ``latency_batch``: utterances (sequences) per call in the latency workload.
+    * ``latency_table``: a table file to read, or to write when it is missing or was measured
+      under other conditions (machine, processor, torch, threads, batch, model, workload: a
+      warning names which changed); default ``$SHRINKML_CACHE/latency/``.
 
     Terminal ``info``: ``ranks`` (per matrix, in plan order), ``wer`` (the target's error:
     WER unless ``score`` says otherwise), ``baseline_wer``,
-    ``size_ratio``, ``params``, ``reward_name``, ``cache_hit``; every step's ``info`` has
+    ``size_ratio``, ``params``, ``reward_name``, ``cache_hit`` (and under a latency budget
+    ``latency_ratio`` and the predicted ``latency_ms``); every step's ``info`` has
     ``actions`` so far and the ``action_taken`` after clamping.
 
     ## Version History
 
-    * v0: initial version.
+    * v0: initial version; ``budget_metric``, ``latency_batch`` and ``latency_table`` added
+      later (size budgets behave exactly as before).
 
     ## Example
 
@@ -180,10 +201,18 @@ class ShrinkMLEnv(gym.Env):
         continuous: bool = False,
         score: str = "wer",
         factorisation: str = "plain",
+        budget_metric: str = "size",
+        latency_batch: int = 1,
+        latency_table: str | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(budget, (int, float)) or not 0.0 < float(budget) <= 1.0:
-            raise ValueError(f"budget must be a size ratio in (0, 1]; got {budget!r}")
+        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0.0 < float(budget) <= 1.0:
+            what = "a size ratio" if budget_metric != "latency" else "a fraction of the dense model's predicted latency"
+            raise ValueError(f"budget must be {what} in (0, 1]; got {budget!r}")
+        if budget_metric not in BUDGET_METRICS:
+            raise ValueError(f"unknown budget_metric {budget_metric!r}; accepted: {', '.join(BUDGET_METRICS)}")
+        if isinstance(latency_batch, bool) or not isinstance(latency_batch, int) or latency_batch < 1:
+            raise ValueError(f"latency_batch must be an integer >= 1 (utterances per call); got {latency_batch!r}")
         if constraint not in CONSTRAINTS:
             raise ValueError(f"unknown constraint {constraint!r}; accepted: {', '.join(CONSTRAINTS)}")
         if granularity not in GRANULARITIES:
@@ -200,6 +229,19 @@ class ShrinkMLEnv(gym.Env):
         self.plan = CompressionPlan(
             self.target, self.menu, granularity, device=torch.device(device), factorisation=factorisation
         )
+        self.budget_metric = budget_metric
+        self.latency = None  # the LatencyTable of a latency budget
+        self.latency_batch, self.latency_table_path = latency_batch, latency_table
+        if budget_metric == "latency":
+            if granularity != "layer":
+                raise ValueError(
+                    f"budget_metric='latency' needs granularity='layer' (got {granularity!r}): a "
+                    "module's latency depends on all its matrices together"
+                )
+            self.latency = self.plan.latency_table(latency_batch, latency_table)
+            self.costs = BudgetCosts("latency", self.plan.latency_costs(self.latency), self.latency.rest_ms, "ms")
+        else:
+            self.costs = BudgetCosts("size", self.plan.unit_params)
         self.cache = EvaluationCache(cache)
         # Errors computed on workers, waiting for the episode that ends on them (agents.workers).
         self.prefetched: dict[str, float] = {}
@@ -210,13 +252,13 @@ class ShrinkMLEnv(gym.Env):
             self.action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
         else:
             self.action_space = spaces.Discrete(self.menu.size)
-        # Smallest parameters any completion of steps t.. can reach, for clamping and masks.
-        self._min_rest = np.concatenate([np.cumsum(self.plan.unit_params[::-1, 0])[::-1], [0]])
-        smallest = self._min_rest[0] / self.plan.dense_total
+        # The cheapest any completion of steps t.. can cost, for clamping and masks.
+        self._min_rest = self.costs.min_rest()
+        smallest = self.costs.smallest_ratio()
         if constraint != "punish" and self.budget < smallest:
             raise ValueError(
-                f"budget {self.budget} is below the smallest size ratio this rank menu can reach "
-                f"({smallest:.4f}); raise the budget or add smaller fractions to the menu"
+                f"budget {self.budget} is below the smallest {budget_metric} ratio this rank menu can "
+                f"reach ({smallest:.4f}); raise the budget or add smaller fractions to the menu"
             )
         self._t: int | None = None
         self._done = False
@@ -227,7 +269,7 @@ class ShrinkMLEnv(gym.Env):
         self._t = 0
         self._done = False
         self._actions: list[int] = []
-        self._used = 0.0  # parameters of the decided steps after compression
+        self._used = 0.0  # budgeted cost (parameters or ms) of the decided steps after compression
         return self._observation(), {}
 
     def step(self, action):
@@ -237,10 +279,10 @@ class ShrinkMLEnv(gym.Env):
             raise RuntimeError("step() called after the episode ended; call env.reset() first")
         index = self._action_index(action)
         if self.constraint != "punish":
-            index = min(index, self._largest_feasible())
+            index = self._clamp(index)
         t = self._t
         self._actions.append(index)
-        self._used += float(self.plan.unit_params[t, index])
+        self._used += float(self.costs.unit_costs[t, index])
         self._t += 1
         info: dict[str, Any] = {"actions": list(self._actions), "action_taken": index}
         if self._t < self.steps:
@@ -259,8 +301,7 @@ class ShrinkMLEnv(gym.Env):
         if self.constraint == "punish":
             mask[:] = True
             return mask
-        mask[: self._largest_feasible() + 1] = True
-        return mask
+        return self._feasible()
 
     @property
     def evaluation_fingerprint(self) -> str:
@@ -318,9 +359,14 @@ class ShrinkMLEnv(gym.Env):
             raise ValueError("record does not reproduce: " + "; ".join(problems))
         return True
 
-    def score(self, error: float, params: int) -> float:
-        """The terminal reward of a compressed model with this error and parameter count."""
+    def score(self, error: float, params: int, latency_ratio: float | None = None) -> float:
+        """The terminal reward of a compressed model with this error and parameter count
+        (and, under a latency budget, this predicted latency ratio: required there)."""
         size_ratio = params / self.plan.dense_total
+        if self.budget_metric == "latency":
+            if latency_ratio is None:
+                raise ValueError("this env budgets latency: score() needs the latency_ratio")
+            size_ratio = float(latency_ratio)  # the budgeted ratio is what rewards weigh
         outcome = Outcome(
             error=error,
             baseline_error=self.target.baseline_error,
@@ -350,14 +396,27 @@ class ShrinkMLEnv(gym.Env):
             raise ValueError(f"action must be an integer in [0, {self.menu.size - 1}]; got {action!r}")
         return index
 
-    def _largest_feasible(self, t: int | None = None, used: float | None = None) -> int:
-        """Largest action at step ``t`` (default: this step), with ``used`` parameters
-        decided before it, that leaves the budget reachable (0 if none does)."""
+    def _feasible(self, t: int | None = None, used: float | None = None) -> np.ndarray:
+        """Actions at step ``t`` (default: this step), with ``used`` budgeted cost decided
+        before it, that leave the budget reachable; never all False."""
         t = self._t if t is None else t
         used = self._used if used is None else used
-        allowance = self.budget * self.plan.dense_total - used - self._min_rest[t + 1]
-        feasible = np.nonzero(self.plan.unit_params[t] <= allowance + 1e-9)[0]
-        return int(feasible.max()) if feasible.size else 0
+        allowance = self.costs.capacity(self.budget) - used - self._min_rest[t + 1]
+        feasible = self.costs.unit_costs[t] <= allowance + 1e-9
+        if not feasible.any():  # only reachable through rounding: the cheapest action
+            feasible[int(np.argmin(self.costs.unit_costs[t]))] = True
+        return feasible
+
+    def _largest_feasible(self, t: int | None = None, used: float | None = None) -> int:
+        """Largest feasible action at step ``t`` (see :meth:`_feasible`)."""
+        return int(np.flatnonzero(self._feasible(t, used)).max())
+
+    def _clamp(self, index: int, t: int | None = None, used: float | None = None) -> int:
+        """``index`` if feasible, else the largest feasible action below it, else (costs that
+        do not fall with the rank: a latency budget) the smallest feasible one above it."""
+        feasible = np.flatnonzero(self._feasible(t, used))
+        below = feasible[feasible <= index]
+        return int(below.max()) if below.size else int(feasible.min())
 
     # -- batched evaluation (agents.workers) -------------------------------------------------
     @property
@@ -378,18 +437,19 @@ class ShrinkMLEnv(gym.Env):
         for t, action in enumerate(actions):
             index = self._action_index(action)
             if self.constraint != "punish":
-                index = min(index, self._largest_feasible(t, used))
+                index = self._clamp(index, t, used)
             taken.append(index)
-            used += float(self.plan.unit_params[t, index])
+            used += float(self.costs.unit_costs[t, index])
         return self.plan.ranks(taken)
 
     def _observation(self) -> np.ndarray:
         t = min(self._t or 0, self.steps - 1)
-        total = self.plan.dense_total
-        decided_dense = float(self.plan.unit_dense[: self._t or 0].sum())
+        total = self.costs.dense_total
+        dense = self.costs.unit_costs[:, -1]
+        decided_dense = float(dense[: self._t or 0].sum())
         previous = self._actions[-1] / (self.menu.size - 1) if self._t else 0.0
-        rest = self.plan.unit_dense[self._t or 0 :].sum() / total if not self._done else 0.0
-        slack = (self.budget * total - self._used - self._min_rest[self._t or 0]) / total
+        rest = dense[self._t or 0 :].sum() / total if not self._done else 0.0
+        slack = (self.costs.capacity(self.budget) - self._used - self._min_rest[self._t or 0]) / total
         dynamic = np.array(
             [
                 (decided_dense - self._used) / total,
@@ -419,8 +479,7 @@ class ShrinkMLEnv(gym.Env):
             error = self.cache.put(key, claimed if claimed is not None else self.plan.evaluate(ranks))
         params = int(self.plan.params(ranks))
         size_ratio = params / self.plan.dense_total
-        reward = self.score(error, params)
-        return reward, {
+        info = {
             "ranks": list(ranks),
             "wer": float(error),
             "baseline_wer": float(self.target.baseline_error),
@@ -429,6 +488,10 @@ class ShrinkMLEnv(gym.Env):
             "reward_name": self.reward_fn.name,
             "cache_hit": hit,
         }
+        if self.latency is not None:
+            info["latency_ratio"] = self.costs.ratio(self._actions)
+            info["latency_ms"] = self.costs.total(self._actions)
+        return self.score(error, params, info.get("latency_ratio")), info
 
 
 def menu_at_budget(menu: RankMenu, target: CompressionTarget, budget: float) -> RankMenu:

@@ -25,6 +25,7 @@ from shrinkml_env.compression import (
     rank_for_fraction,
 )
 from shrinkml_env.compression.calibration import input_moments
+from shrinkml_env.compression.latency import LatencyTable, current_key, load_or_measure
 from shrinkml_env.compression.svd import FACTORISATIONS
 from shrinkml_env.search_space import RankMenu
 from shrinkml_env.target import CompressionTarget
@@ -135,6 +136,57 @@ class CompressionPlan:
         search = self.search_model
         search.apply(self.rank_map(ranks))
         return self.target.checked_error(search.model)
+
+    def latency_options(self) -> dict[str, list[dict[str, int]]]:
+        """Module path → the ranks (param name → rank) each action gives it, in action order.
+
+        Needs one step per module (``granularity="layer"``, one LSTM layer per module): a
+        module's latency depends on all its matrices together.
+        """
+        options: dict[str, list[dict[str, int]]] = {}
+        for unit in self.units:
+            paths = {self.matrices[i].module_path for i in unit}
+            whole = [i for i, m in enumerate(self.matrices) if m.module_path in paths]
+            if len(paths) != 1 or sorted(whole) != sorted(unit):
+                raise ValueError(
+                    "a latency budget needs one step per whole module (granularity='layer', one LSTM "
+                    "layer per module): a module's latency depends on all its matrices together"
+                )
+            path = paths.pop()
+            options[path] = [
+                {self.matrices[i].param_name: int(self.rank_table[i, a]) for i in unit}
+                for a in range(self.menu.size)
+            ]
+        return options
+
+    def latency_table(self, batch_size: int, path: str | None = None, repeats: int = 7) -> LatencyTable:
+        """The target's latency table at ``batch_size`` for this menu: read from ``path`` (or
+        the default cache) when it was measured under today's conditions, else measured."""
+        inference = self.target.inference
+        if inference is None:
+            raise ValueError(
+                f"a latency budget needs an inference workload, and target {self.target.name!r} has "
+                "none (CompressionTarget.inference); use the size budget or give it one"
+            )
+        key = current_key(batch_size=batch_size, model=self.target.fingerprint,
+                          workload=self.target.inference_fingerprint,
+                          device=str(self.device or "cpu"))
+        layers = describe_layers(self.target.model, self.target.layers)
+        return load_or_measure(self.target.model, layers, self.latency_options(),
+                               lambda model: inference(model, batch_size), key, bank=self.bank, path=path,
+                               repeats=repeats)
+
+    def latency_costs(self, table: LatencyTable) -> np.ndarray:
+        """``(steps, K)`` milliseconds each action gives each step's module, from ``table``."""
+        options = self.latency_options()
+        return np.array([[table.entry(path, ranks) for ranks in rows] for path, rows in options.items()])
+
+    def predicted_latency_ms(self, table: LatencyTable, ranks: Sequence[int]) -> float:
+        """``table``'s predicted latency of the model at ``ranks`` (one per matrix)."""
+        rank_map: dict[str, dict[str, int]] = {}
+        for m, r in zip(self.matrices, ranks):
+            rank_map.setdefault(m.module_path, {})[m.param_name] = int(r)
+        return table.rest_ms + sum(table.entry(path, module) for path, module in rank_map.items())
 
     def _static_features(self) -> np.ndarray:
         n = self.n_units

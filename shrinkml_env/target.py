@@ -39,6 +39,12 @@ class CompressionTarget:
             (``factorisation="whitened"``); None: only ``"plain"`` is available.
         calibration_fingerprint: identifies the calibration data, so cached errors of
             whitened factorisations are only reused with the same statistics.
+        inference: optional ``inference(model, batch_size)`` that runs ``model`` the way it is
+            deployed (for speech: greedy decoding of a few dev utterances at that batch size;
+            never test data), timed for latency tables and latency budgets; None: only size
+            budgets are available.
+        inference_fingerprint: identifies the inference workload (data and decoder), so a
+            latency table is only reused for the same one.
     """
 
     model: nn.Module
@@ -49,6 +55,8 @@ class CompressionTarget:
     roles: Mapping[str, str] = field(default_factory=dict)
     calibrate: Callable[[nn.Module], None] | None = None
     calibration_fingerprint: str = "none"
+    inference: Callable[[nn.Module, int], None] | None = None
+    inference_fingerprint: str = "none"
     _baseline: float | None = field(default=None, init=False, repr=False)
     _fingerprint: str | None = field(default=None, init=False, repr=False)
     _moments: dict | None = field(default=None, init=False, repr=False)
@@ -159,7 +167,21 @@ def toy_target(seed: int = 0, samples: int = 256, noise: float = 0.3) -> Compres
         roles={"encoder.0": "encoder", "encoder.1": "encoder", "decoder": "decoder", "head": "output"},
         calibrate=_ToyCalibration(seed + 500_009, model.encoder[0].input_size),
         calibration_fingerprint=f"toy-calibration-{seed + 500_009}",
+        inference=_ToyInference(seed + 700_001, model.encoder[0].input_size),
+        inference_fingerprint=f"toy-inference-{seed + 700_001}",
     )
+
+
+class _ToyInference:
+    """Runs a model over 16 random sequences, ``batch_size`` at a time (picklable)."""
+
+    def __init__(self, seed: int, input_size: int) -> None:
+        self.inputs = torch.randn(16, 16, input_size, generator=torch.Generator().manual_seed(seed))
+
+    def __call__(self, model: nn.Module, batch_size: int) -> None:
+        with torch.inference_mode():
+            for start in range(0, len(self.inputs), batch_size):
+                model(self.inputs[start : start + batch_size])
 
 
 class _ToyCalibration:

@@ -35,7 +35,7 @@ from shrinkml_env.compression.size import keeps_dense
 from shrinkml_env.compression.svd import SVDBank
 
 __all__ = ["CHECKPOINT_FORMAT", "LoadedFactorised", "export_factorised", "factorised_structure",
-           "load_factorised", "save_factorised"]
+           "factorised_twin", "load_factorised", "save_factorised"]
 
 CHECKPOINT_FORMAT = "shrinkml-factorised/1"
 _CLASSES: dict[str, type[FactorisedModule]] = {
@@ -91,12 +91,17 @@ def export_factorised(
     for path, factors in by_module.items():
         if not factors:
             continue
-        stock = get_module(exported, path)
-        cls = _STOCK_TO_FACTORISED[type(stock)]
-        replacement = cls.from_dense(stock, factors)
-        replacement.train(stock.training)
-        exported = _set_module(exported, path, replacement)
+        exported = _set_module(exported, path, factorised_twin(get_module(exported, path), factors))
     return exported
+
+
+def factorised_twin(stock: nn.Module, factors: Mapping[str, tuple]) -> FactorisedModule:
+    """The factorised replacement of one stock module (``nn.LSTM``, ``nn.LSTMCell``,
+    ``nn.Linear``) with ``{param_name: (u, v)}`` factors, in the stock module's mode."""
+    cls = _STOCK_TO_FACTORISED[type(stock)]
+    replacement = cls.from_dense(stock, factors)
+    replacement.train(stock.training)
+    return replacement
 
 
 def factorised_structure(model: nn.Module) -> dict[str, dict[str, Any]]:

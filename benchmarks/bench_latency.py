@@ -1,0 +1,193 @@
+"""Predicted against measured latency, and latency-budget against size-budget search.
+
+1. The latency table of the target (``ShrinkMLEnv(budget_metric="latency")``: measured once,
+   cached per machine, torch, threads and batch size) predicts the end-to-end latency of
+   many configurations: uniform compression at every menu fraction, the most a latency
+   budget can remove, and random allocations. Each one is exported (truly factorised) and
+   timed end to end, interleaved with the dense model, on two workloads: the table's own
+   (dev utterances) and the first ``--test-utterances`` test utterances (greedy decoding at
+   the table's batch size). Reported: predicted and measured milliseconds, the speed-up
+   each predicts and measures, and the error of the prediction.
+2. A size-budget search and a latency-budget search (same agent, evaluations and seed), the
+   latency budget set to the speed the size search's model measured; both exports are
+   timed side by side and scored on test.
+
+Writes ``latency.json`` (``benchmarks/results`` or ``--output-dir``).
+
+Run::
+
+    python -m benchmarks.bench_latency               # the shipped model, batch 1
+    python -m benchmarks.bench_latency --quick       # fewer configurations and repeats
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.baselines import random_actions
+from agents.config import SearchConfig
+from agents.search import run_search
+from agents.targets import make_search_target
+from asr.decoding import greedy_decode
+from benchmarks.common import apply_quick_defaults, run_metadata
+from benchmarks.study_output import set_threads, write_output
+from shrinkml_env.compression import describe_layers, export_factorised
+from shrinkml_env.compression.timing import interleaved_medians_ms
+from shrinkml_env.env import ShrinkMLEnv
+
+QUICK = {"random_configs": 4, "repeats": 3, "test_utterances": 20, "evaluations": 30}
+
+
+def _configurations(env: ShrinkMLEnv, count: int, seed: int) -> dict[str, list[int]]:
+    """Menu actions per step: uniform at each fraction, cheapest latency, random feasible ones."""
+    dense = env.menu.size - 1
+    configs = {"dense": [dense] * env.steps}
+    for action in range(dense):
+        configs[f"uniform {env.menu.fraction(action):.4g}"] = [action] * env.steps
+    configs["fastest"] = [int(np.argmin(row)) for row in env.costs.unit_costs]
+    rng = np.random.default_rng(seed)
+    for k in range(count):
+        configs[f"random {k}"] = random_actions(env, rng)
+    return configs
+
+
+def _test_workload(kit, utterances: int, batch_size: int):
+    """Greedy decoding of the first ``utterances`` test utterances, ``batch_size`` at a time."""
+    from asr.data import prepare_feature_batches
+    from asr.default import load_split
+    from asr.features import LogMelFrontend
+    from asr.text import CharTokenizer
+
+    batches = prepare_feature_batches(load_split("test")[:utterances], LogMelFrontend(), CharTokenizer(),
+                                      max_batch_seconds=1e9, max_batch_size=batch_size)
+
+    def run(model: torch.nn.Module) -> None:
+        for batch in batches:
+            greedy_decode(model, batch.features, batch.frames)
+
+    return run
+
+
+def predicted_vs_measured(env: ShrinkMLEnv, kit, args) -> list[dict[str, Any]]:
+    layers = describe_layers(env.target.model, env.target.layers)
+    configs = _configurations(env, args.random_configs, args.seed)
+    models, rows = {}, []
+    for name, actions in configs.items():
+        ranks = env.plan.ranks(actions)
+        models[name] = env.target.model if name == "dense" else export_factorised(
+            env.target.model, layers, env.plan.rank_map(ranks), env.plan.bank).eval()
+        rows.append({"config": name, "actions": list(actions), "size_ratio": env.plan.params(ranks) / env.plan.dense_total,
+                     "predicted_ms": env.costs.total(actions), "predicted_ratio": env.costs.ratio(actions)})
+    dev = env.target.inference
+    test = _test_workload(kit, args.test_utterances, args.batch)
+    on_dev = interleaved_medians_ms({n: (lambda m=m: dev(m, args.batch)) for n, m in models.items()},
+                                    repeats=args.repeats, warmup=1)
+    on_test = interleaved_medians_ms({n: (lambda m=m: test(m)) for n, m in models.items()},
+                                     repeats=args.repeats, warmup=1)
+    for row in rows:
+        name = row["config"]
+        row["measured_ms"] = on_dev[name]
+        row["measured_ratio"] = on_dev[name] / on_dev["dense"]
+        row["prediction_error"] = row["predicted_ms"] / on_dev[name] - 1.0
+        row["test_measured_ms"] = on_test[name]
+        row["test_measured_ratio"] = on_test[name] / on_test["dense"]
+        row["test_prediction_error"] = row["predicted_ratio"] / row["test_measured_ratio"] - 1.0
+        row["test_speedup"] = on_test["dense"] / on_test[name]
+    return rows
+
+
+def search_comparison(kit, args, out: Path) -> dict[str, Any]:
+    common = dict(agent=args.agent, evaluations=args.evaluations, seed=args.seed, target="default",
+                  test_utterances=args.search_test_utterances, latency_batch=args.batch)
+    size = run_search(SearchConfig(budget=args.size_budget, **common), out / "size", kit)
+    test = _test_workload(kit, args.test_utterances, args.batch)
+    dense = kit.target.model
+    size_model = _exported(kit, size)
+    first = interleaved_medians_ms({"dense": lambda: test(dense), "size": lambda: test(size_model)},
+                                   repeats=args.repeats, warmup=1)
+    latency_budget = min(1.0, first["size"] / first["dense"])
+    latency = run_search(SearchConfig(budget=latency_budget, budget_metric="latency", **common), out / "latency", kit)
+    latency_model = _exported(kit, latency)
+    timed = interleaved_medians_ms({"dense": lambda: test(dense), "size": lambda: test(size_model),
+                                    "latency": lambda: test(latency_model)}, repeats=args.repeats, warmup=1)
+
+    def summary(result, name):
+        best = result.best
+        return {"budget": result.config.budget, "budget_metric": result.config.budget_metric,
+                "ranks": None if best is None else list(best.ranks),
+                "size_ratio": None if best is None else best.size_ratio,
+                "search_wer": None if best is None else best.search_wer,
+                "test_wer": None if best is None else best.test_wer,
+                "measured_ms": timed[name], "speedup": timed["dense"] / timed[name]}
+
+    return {"agent": args.agent, "evaluations": args.evaluations, "seed": args.seed,
+            "test_utterances_for_wer": args.search_test_utterances, "dense_ms": timed["dense"],
+            "dense_test_wer": size.baseline_test_wer,
+            "size_search": summary(size, "size"), "latency_search": summary(latency, "latency")}
+
+
+def _exported(kit, result) -> torch.nn.Module:
+    from asr.checkpoint import load_checkpoint
+
+    model, _, _ = load_checkpoint(result.run_dir / "model.pt")
+    return model.eval()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--batch", type=int, default=1, help="utterances per call (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--random-configs", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--test-utterances", type=int, default=40, help="test utterances timed end to end")
+    p.add_argument("--agent", default="greedy", help="agent of both searches (default: %(default)s)")
+    p.add_argument("--evaluations", type=int, default=60)
+    p.add_argument("--size-budget", type=float, default=0.3)
+    p.add_argument("--search-test-utterances", type=int, default=500, help="test utterances for the searches' test WER")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-search", action="store_true", help="only predicted vs measured")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--output-dir", type=Path)
+    args = p.parse_args(argv)
+    if args.quick:
+        apply_quick_defaults(p, args, QUICK)
+    set_threads(args.threads)
+    started = time.perf_counter()
+    kit = make_search_target("default", test_utterances=args.search_test_utterances)
+    env = ShrinkMLEnv(target=kit.target, budget=1.0, budget_metric="latency", latency_batch=args.batch,
+                      factorisation="whitened")
+    rows = predicted_vs_measured(env, kit, args)
+    errors = [abs(r["prediction_error"]) for r in rows]
+    test_errors = [abs(r["test_prediction_error"]) for r in rows]
+    payload: dict[str, Any] = {
+        "meta": run_metadata(benchmark="latency", batch=args.batch, repeats=args.repeats,
+                             test_utterances=args.test_utterances, seconds=None),
+        "table": {"dense_ms": env.latency.dense_ms, "rest_ms": env.latency.rest_ms,
+                  "rest_share": env.latency.rest_ms / env.latency.dense_ms,
+                  "smallest_ratio": env.costs.smallest_ratio(), "key": env.latency.to_dict()["key"],
+                  "unit_costs_ms": env.costs.unit_costs.round(3).tolist()},
+        "configurations": rows,
+        "prediction": {"median_abs_error": statistics.median(errors), "max_abs_error": max(errors),
+                       "test_median_abs_error": statistics.median(test_errors),
+                       "test_max_abs_error": max(test_errors)},
+    }
+    if not args.no_search:
+        with tempfile.TemporaryDirectory() as tmp:
+            payload["search"] = search_comparison(kit, args, Path(tmp))
+    payload["meta"]["seconds"] = round(time.perf_counter() - started, 1)
+    path = write_output("latency.json", payload, args.output_dir)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
