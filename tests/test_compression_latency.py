@@ -157,3 +157,23 @@ def test_budget_costs_ratio_and_best_within_a_latency_budget():
     assert best_within_budget(records, 0.8, "size").index == 0
     assert EvaluationRecord.from_dict(records[1].to_dict()) == records[1]
     assert "latency_ratio" not in EvaluationRecord(2, (1,), (0,), 0.2, 0.3, 10, 0.0, 2).to_dict()
+
+
+def test_search_under_a_latency_budget_end_to_end(tmp_path, monkeypatch):
+    from agents.search import run_search
+    from shrinkml_env.compression.latency import default_table_path
+
+    monkeypatch.setenv("SHRINKML_CACHE", str(tmp_path / "cache"))
+    target = toy_target()
+    table = _fake_table(target, tmp_path / "t.json", slow_module="encoder.1")
+    table.write(default_table_path(table.key))  # where the search looks for this machine's table
+    config = SearchConfig(agent="random", target="toy", budget=0.8, budget_metric="latency", evaluations=6,
+                          factorisation="plain")
+    result = run_search(config, tmp_path / "run")
+    records = [json.loads(line) for line in (tmp_path / "run" / "evaluations.jsonl").read_text().splitlines()]
+    assert len(records) == 6 and all(r["latency_ratio"] <= 0.8 + 1e-9 for r in records)
+    assert result.best is not None
+    best = min(records, key=lambda r: (r["search_wer"], r["latency_ratio"], r["index"]))
+    assert list(result.best.ranks) == best["ranks"]
+    again = run_search(config, tmp_path / "run")  # resumes: nothing evaluated twice
+    assert again.new_evaluations == 0 and again.best.ranks == result.best.ranks
