@@ -128,8 +128,9 @@ def run_optuna(config: SearchConfig, env: EvaluationRecorder, log: SearchLog, rn
             infos = play_batch(env, pool, [actions for _, actions in batch], log.limit - log.count)
         for (trial, _), info in zip(batch, infos):
             # From the info, not the log: a hit in a cache shared with other runs is not in it.
-            wer, size_ratio = float(info["wer"]), float(info.get("latency_ratio", info["size_ratio"]))
+            # NSGA-II's second objective is the budgeted ratio: size, or predicted latency.
+            wer, ratio = float(info["wer"]), float(info.get("latency_ratio", info["size_ratio"]))
             reward = search_reward(main, wer, int(info["params"]), info.get("latency_ratio"))
             worst_reward = reward if worst_reward is None else min(worst_reward, reward)
-            study.tell(trial, [wer, size_ratio] if multi else reward)
+            study.tell(trial, [wer, ratio] if multi else reward)
     return "budget"

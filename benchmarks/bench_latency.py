@@ -37,7 +37,6 @@ from agents.baselines import random_actions
 from agents.config import SearchConfig
 from agents.search import run_search
 from agents.targets import make_search_target
-from asr.decoding import greedy_decode
 from benchmarks.common import apply_quick_defaults, run_metadata
 from benchmarks.study_output import set_threads, write_output
 from shrinkml_env.compression import describe_layers, export_factorised
@@ -60,24 +59,18 @@ def _configurations(env: ShrinkMLEnv, count: int, seed: int) -> dict[str, list[i
     return configs
 
 
-def _test_workload(kit, utterances: int, batch_size: int):
-    """Greedy decoding of the first ``utterances`` test utterances, ``batch_size`` at a time."""
-    from asr.data import prepare_feature_batches
+def _test_workload(utterances: int, batch_size: int):
+    """Greedy decoding of the first ``utterances`` test utterances, ``batch_size`` at a time
+    (the target's own latency workload, on test data)."""
     from asr.default import load_split
-    from asr.features import LogMelFrontend
+    from asr.target import GreedyInference
     from asr.text import CharTokenizer
 
-    batches = prepare_feature_batches(load_split("test")[:utterances], LogMelFrontend(), CharTokenizer(),
-                                      max_batch_seconds=1e9, max_batch_size=batch_size)
-
-    def run(model: torch.nn.Module) -> None:
-        for batch in batches:
-            greedy_decode(model, batch.features, batch.frames)
-
-    return run
+    workload = GreedyInference(load_split("test")[:utterances], CharTokenizer())
+    return lambda model: workload(model, batch_size)
 
 
-def predicted_vs_measured(env: ShrinkMLEnv, kit, args) -> list[dict[str, Any]]:
+def predicted_vs_measured(env: ShrinkMLEnv, args) -> list[dict[str, Any]]:
     layers = describe_layers(env.target.model, env.target.layers)
     configs = _configurations(env, args.random_configs, args.seed)
     models, rows = {}, []
@@ -88,7 +81,7 @@ def predicted_vs_measured(env: ShrinkMLEnv, kit, args) -> list[dict[str, Any]]:
         rows.append({"config": name, "actions": list(actions), "size_ratio": env.plan.params(ranks) / env.plan.dense_total,
                      "predicted_ms": env.costs.total(actions), "predicted_ratio": env.costs.ratio(actions)})
     dev = env.target.inference
-    test = _test_workload(kit, args.test_utterances, args.batch)
+    test = _test_workload(args.test_utterances, args.batch)
     on_dev = interleaved_medians_ms({n: (lambda m=m: dev(m, args.batch)) for n, m in models.items()},
                                     repeats=args.repeats, warmup=1)
     on_test = interleaved_medians_ms({n: (lambda m=m: test(m)) for n, m in models.items()},
@@ -105,22 +98,20 @@ def predicted_vs_measured(env: ShrinkMLEnv, kit, args) -> list[dict[str, Any]]:
     return rows
 
 
-def search_comparison(kit, args, out: Path) -> dict[str, Any]:
+def search_comparison(kit, env: ShrinkMLEnv, args, out: Path) -> dict[str, Any]:
     common = dict(agent=args.agent, evaluations=args.evaluations, seed=args.seed, target="default",
                   test_utterances=args.search_test_utterances, latency_batch=args.batch)
     size = run_search(SearchConfig(budget=args.size_budget, **common), out / "size", kit)
-    test = _test_workload(kit, args.test_utterances, args.batch)
+    test = _test_workload(args.test_utterances, args.batch)
     dense = kit.target.model
-    size_model = _exported(kit, size)
+    size_model = _exported(size)
     first = interleaved_medians_ms({"dense": lambda: test(dense), "size": lambda: test(size_model)},
                                    repeats=args.repeats, warmup=1)
     # The latency search gets the speed the size search's model measured, or the fastest the
     # table predicts reachable if that is lower (the prediction is then the limit, and says so).
-    smallest = ShrinkMLEnv(target=kit.target, budget=1.0, budget_metric="latency",
-                           latency_batch=args.batch).costs.smallest_ratio()
-    latency_budget = min(1.0, max(first["size"] / first["dense"], smallest + 1e-6))
+    latency_budget = min(1.0, max(first["size"] / first["dense"], env.costs.smallest_ratio() + 1e-6))
     latency = run_search(SearchConfig(budget=latency_budget, budget_metric="latency", **common), out / "latency", kit)
-    latency_model = _exported(kit, latency)
+    latency_model = _exported(latency)
     timed = interleaved_medians_ms({"dense": lambda: test(dense), "size": lambda: test(size_model),
                                     "latency": lambda: test(latency_model)}, repeats=args.repeats, warmup=1)
 
@@ -139,7 +130,7 @@ def search_comparison(kit, args, out: Path) -> dict[str, Any]:
             "size_search": summary(size, "size"), "latency_search": summary(latency, "latency")}
 
 
-def _exported(kit, result) -> torch.nn.Module:
+def _exported(result) -> torch.nn.Module:
     from asr.checkpoint import load_checkpoint
 
     model, _, _ = load_checkpoint(result.run_dir / "model.pt")
@@ -169,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     kit = make_search_target("default", test_utterances=args.search_test_utterances)
     env = ShrinkMLEnv(target=kit.target, budget=1.0, budget_metric="latency", latency_batch=args.batch,
                       factorisation="whitened")
-    rows = predicted_vs_measured(env, kit, args)
+    rows = predicted_vs_measured(env, args)
     errors = [abs(r["prediction_error"]) for r in rows]
     test_errors = [abs(r["test_prediction_error"]) for r in rows]
     payload: dict[str, Any] = {
@@ -187,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     write_output("latency.json", payload, args.output_dir)  # kept even if the searches fail
     if not args.no_search:
         with tempfile.TemporaryDirectory() as tmp:
-            payload["search"] = search_comparison(kit, args, Path(tmp))
+            payload["search"] = search_comparison(kit, env, args, Path(tmp))
     payload["meta"]["seconds"] = round(time.perf_counter() - started, 1)
     path = write_output("latency.json", payload, args.output_dir)
     print(f"wrote {path}")

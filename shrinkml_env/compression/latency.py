@@ -213,9 +213,10 @@ def read_table(path: str | os.PathLike[str], expect: LatencyKey | None = None) -
 
 
 def default_table_path(key: LatencyKey) -> Path:
-    """``$SHRINKML_CACHE/latency/<model>-b<batch>.json`` (default cache: ``~/.cache/shrinkml``).
+    """``$SHRINKML_CACHE/latency/<model>-<workload>-b<batch>.json`` (default cache:
+    ``~/.cache/shrinkml``).
 
-    One file per model and batch size, so a table from another machine or torch version
+    One file per model, workload and batch size, so a table from another machine or torch version
     is found, reported and replaced rather than silently kept beside the new one.
     """
     base = Path(os.environ.get("SHRINKML_CACHE") or Path.home() / ".cache" / "shrinkml")
@@ -239,7 +240,7 @@ def load_or_measure(
     one that lacks some options gets only those measured and added.
     """
     path = Path(path) if path is not None else default_table_path(key)
-    wanted = _wanted_options(layers, options)
+    wanted = _wanted_options(_matrices_by_module(layers), options)
     known: LatencyTable | None = None
     if path.exists():
         try:
@@ -286,7 +287,7 @@ def measure_latency(
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1; got {repeats}")
     by_module = _matrices_by_module(layers)
-    options = _wanted_options(layers, options)
+    options = _wanted_options(by_module, options)
     if bank is None:
         bank = SVDBank.compute(model, layers)
     calls = _record_calls(model, list(by_module), workload)
@@ -296,8 +297,8 @@ def measure_latency(
         wanted = [dense] + [dict(o) for o in options.get(path, ())]
         previous = dict(known.entries.get(path, {})) if known is not None else {}
         candidates: dict[str, Callable[[], object]] = {}
-        for ranks in wanted:
-            name = options_key(_normalised(specs, ranks))
+        for ranks in wanted:  # normalised: every matrix named, dense at or above break-even
+            name = options_key(ranks)
             if name in previous or name in candidates:
                 continue
             module = _module_at(model, path, specs, ranks, bank)
@@ -313,10 +314,9 @@ def measure_latency(
                         repeats=repeats)
 
 
-def _wanted_options(layers: Sequence[LayerSpec], options: Mapping[str, Iterable[Mapping[str, int]]]
+def _wanted_options(by_module: Mapping[str, list], options: Mapping[str, Iterable[Mapping[str, int]]]
                     ) -> dict[str, list[dict[str, int]]]:
-    """``options`` with every module checked and every option normalised."""
-    by_module = _matrices_by_module(layers)
+    """``options`` with every module checked and every option normalised (:func:`_normalised`)."""
     unknown = sorted(set(options) - set(by_module))
     if unknown:
         raise ValueError(f"options name modules {unknown} that are not compressible layers; known: {sorted(by_module)}")
@@ -352,8 +352,8 @@ def _matrices_by_module(layers: Sequence[LayerSpec]) -> dict[str, list]:
 
 
 def _module_at(model: nn.Module, path: str, specs, ranks: Mapping[str, int], bank: SVDBank) -> nn.Module:
+    """The stock module, or its factorised twin for normalised ``ranks``."""
     stock = get_module(model, path)
-    ranks = _normalised(specs, ranks)
     factors = {m.param_name: bank.factors(m.key, ranks[m.param_name])
                for m in specs if ranks[m.param_name] < m.full_rank}
     return stock if not factors else factorised_twin(stock, factors).eval()
