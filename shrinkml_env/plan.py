@@ -159,7 +159,7 @@ class CompressionPlan:
             ]
         return options
 
-    def latency_table(self, batch_size: int, path: str | None = None, repeats: int = 7) -> LatencyTable:
+    def latency_table(self, batch_size: int, path: str | None = None, repeats: int = 5) -> LatencyTable:
         """The target's latency table at ``batch_size`` for this menu: read from ``path`` (or
         the default cache) when it was measured under today's conditions, else measured."""
         inference = self.target.inference

@@ -66,6 +66,66 @@ def test_measured_table_predicts_dense_end_to_end_and_is_reused(tmp_path):
     assert again == table
 
 
+class _FakeClock:
+    """``perf_counter`` for the latency module: each module call lasts what ``pending`` says."""
+
+    def __init__(self):
+        self.now, self.pending = 0.0, 0.0
+
+    def perf_counter(self):
+        value, self.now, self.pending = self.now, self.now + self.pending, 0.0
+        return value
+
+
+def test_entries_are_each_modules_own_time_in_place_scaled_to_the_dense_calls(monkeypatch):
+    """Every call of a module costs (its parameters / 1e6) s on a fake clock, the rest 5 ms per
+    pass, and a model with a factorised decoder runs the workload 1.5 times as often (as a
+    compressed decoder may decode more steps): entries are the dense model's calls' worth."""
+    from shrinkml_env.compression import latency
+
+    clock = _FakeClock()
+    monkeypatch.setattr(latency, "time", clock)
+    target = toy_target()
+    layers = describe_layers(target.model, target.layers)
+    plan = CompressionPlan(target, make_menu(None), "layer")
+
+    def workload(model):
+        modules = [model.get_submodule(p) for p in target.layers]
+        handles = [m.register_forward_pre_hook(lambda m, _: setattr(clock, "pending", _cost(m)), prepend=True)
+                   for m in modules]
+        try:
+            target.inference(model, 1)
+            if modules[2] is not target.model.decoder:
+                target.inference(model, 2)  # half as many calls again
+        finally:
+            for h in handles:
+                h.remove()
+        clock.now += 0.005
+
+    calls = {p: 0 for p in target.layers}
+    counters = [target.model.get_submodule(p).register_forward_pre_hook(lambda m, _, p=p: calls.__setitem__(p, calls[p] + 1))
+                for p in target.layers]
+    target.inference(target.model, 1)
+    for h in counters:
+        h.remove()
+    table = latency.measure_latency(target.model, layers, plan.latency_options(), workload, _key(target),
+                                    bank=plan.bank, repeats=2)
+    assert table.rest_ms == pytest.approx(5.0)
+    expected = {}
+    for layer in layers:
+        path = layer.module_path
+        for ranks in plan.latency_options()[path]:
+            module = latency._module_at(target.model, path, layer.matrices, ranks, plan.bank)
+            expected[path, options_key(ranks)] = calls[path] * _cost(module) * 1e3
+    assert {(p, o): v for p, opts in table.entries.items() for o, v in opts.items()} == pytest.approx(expected)
+    dense = sum(calls[p] * _cost(target.model.get_submodule(p)) * 1e3 for p in target.layers)
+    assert table.dense_ms == pytest.approx(5.0 + dense)
+
+
+def _cost(module):
+    return sum(p.numel() for p in module.parameters()) / 1e6
+
+
 def _no_workload(model):
     raise AssertionError("the cached table should have been reused")
 
@@ -93,7 +153,7 @@ def test_not_a_table_and_missing_entries_are_clear_errors(tmp_path):
     target = toy_target()
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"format": "something-else"}))
-    with pytest.raises(ValueError, match="not a 'shrinkml-latency/1' latency table"):
+    with pytest.raises(ValueError, match="not a 'shrinkml-latency/2' latency table"):
         read_table(bad)
     table = _fake_table(target, tmp_path / "t.json")
     with pytest.raises(KeyError, match="no entry for 'decoder' at 'weight_hh=1,weight_ih=1'"):

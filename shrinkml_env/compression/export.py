@@ -29,7 +29,7 @@ from shrinkml_env.compression.factorised import (
     FactorisedModule,
 )
 from shrinkml_env.compression.factorised_lstm import FactorisedLSTM
-from shrinkml_env.compression.layers import LayerSpec, all_matrices, get_module
+from shrinkml_env.compression.layers import LayerSpec, all_matrices, get_module, set_module
 from shrinkml_env.compression.ranks import validate_ranks
 from shrinkml_env.compression.size import keeps_dense
 from shrinkml_env.compression.svd import SVDBank
@@ -91,7 +91,7 @@ def export_factorised(
     for path, factors in by_module.items():
         if not factors:
             continue
-        exported = _set_module(exported, path, factorised_twin(get_module(exported, path), factors))
+        exported = set_module(exported, path, factorised_twin(get_module(exported, path), factors))
     return exported
 
 
@@ -168,18 +168,9 @@ def load_factorised(
         if cls is None:
             raise ValueError(f"unknown factorised class {record['class']!r} at {module_path!r}; "
                              f"known: {sorted(_CLASSES)}")
-        model = _set_module(model, module_path, cls(**record["config"]))
+        model = set_module(model, module_path, cls(**record["config"]))
     model.load_state_dict(payload["state_dict"], strict=True)
     return LoadedFactorised(model.to(map_location).eval(), meta)
-
-
-def _set_module(model: nn.Module, path: str, module: nn.Module) -> nn.Module:
-    """Replace the submodule at ``path``; returns the (possibly new) root."""
-    if not path:
-        return module
-    parent_path, _, name = path.rpartition(".")
-    setattr(get_module(model, parent_path), name, module)
-    return model
 
 
 def _takes_argument(fn: Callable) -> bool:

@@ -2,21 +2,31 @@
 
 A latency budget needs the latency of every configuration the search may try; decoding each
 one end to end would cost as much as scoring it. As in hardware-aware search (HAQ's per-layer
-tables, AMC's measured latency), the cost is measured per module and added up:
+tables, AMC's measured latency), the cost is measured per module and added up, each module
+timed *in the place it runs*:
 
-1. The target's *inference workload* (``workload(model)``: e.g. batch-1 greedy decoding of a
-   few dev utterances) runs once on the dense model with a pre-forward hook on every
-   compressible module, which records each call's inputs, in order.
-2. Each rank option of a module is timed by replaying exactly those calls through that module
-   alone: the stock module when every matrix stays dense (oneDNN's fused kernels), otherwise
-   its truly factorised twin (what :func:`~shrinkml_env.compression.export.export_factorised`
-   builds). The options of one module are timed interleaved, so a drift of machine load hits
-   them alike.
-3. The rest of the model (frontend, attention, output layers, the decoding loop itself) is the
-   dense workload's measured end-to-end time minus its dense modules' replays.
+1. Every rank option of a module is built once: the stock module when every matrix stays dense
+   (oneDNN's fused kernels), otherwise its truly factorised twin (what
+   :func:`~shrinkml_env.compression.export.export_factorised` builds).
+2. The target's *inference workload* (``workload(model)``: e.g. batch-1 greedy decoding of a
+   few dev utterances) runs end to end on a copy of the model whose modules are swapped pass
+   by pass, with a clock (forward pre- and post-hooks) around every compressible module. In
+   each round every module visits each of its options once, in a random pairing with the
+   other modules' options, and one more pass runs all dense. A module's entry is the median
+   over rounds of its summed call time, scaled to the dense model's number of calls (a
+   compressed decoder may stop a step earlier or later).
+3. The rest (frontend, attention, output layers, the decoding loop itself, the clocks' own
+   overhead of a few microseconds per call) is the all-dense passes' end-to-end time minus
+   their modules' time.
 
-Predicted latency of a configuration = rest + the sum of its modules' entries. How well that
-matches end-to-end decoding of exported models is measured by ``benchmarks/bench_latency.py``.
+Predicted latency of a configuration = rest + the sum of its modules' entries.
+
+Why in place rather than replaying each module's recorded calls on their own (the first
+version): at batch 1 a decoder step reads megabytes of weights to do little arithmetic, so a
+module's cost depends on what else ran between its calls. Replayed alone, a dense decoder cell
+found its weights in cache and looked about as fast as a factorised one; in the decoding loop
+it is not, and replayed tables missed end-to-end latency by a median 34 %
+(``benchmarks/results/latency.json`` keeps the current method's figures).
 
 A table holds the conditions it was measured under (:class:`LatencyKey`: machine, processor,
 torch version, threads, batch size, device, the model's and the workload's fingerprints).
@@ -24,18 +34,22 @@ torch version, threads, batch size, device, the model's and the workload's finge
 measures again, logging which field changed; :func:`read_table` with ``expect`` refuses a
 table of other conditions, naming each difference.
 
-Written by hand because no maintained library measures a module *in the place it runs*
-(PyTorch's profiler attributes time to operators, not to rank options of one module, and
-``torch.utils.benchmark`` times one statement at a time, not interleaved candidates).
+Written by hand because no maintained library times a module in the place it runs across the
+rank options of a search (PyTorch's profiler attributes time to operators, not to modules'
+options, and ``torch.utils.benchmark`` times one statement at a time).
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
 import os
 import platform
+import random
+import statistics
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -46,10 +60,9 @@ from torch import nn
 
 from shrinkml_env.atomic import atomic_write_text
 from shrinkml_env.compression.export import factorised_twin
-from shrinkml_env.compression.layers import LayerSpec, get_module
+from shrinkml_env.compression.layers import LayerSpec, get_module, set_module
 from shrinkml_env.compression.size import keeps_dense
 from shrinkml_env.compression.svd import SVDBank
-from shrinkml_env.compression.timing import interleaved_medians_ms
 
 __all__ = [
     "LATENCY_FORMAT",
@@ -63,7 +76,7 @@ __all__ = [
     "read_table",
 ]
 
-LATENCY_FORMAT = "shrinkml-latency/1"
+LATENCY_FORMAT = "shrinkml-latency/2"  # 2: measured in place (1: replayed alone)
 logger = logging.getLogger(__name__)
 
 
@@ -232,12 +245,13 @@ def load_or_measure(
     *,
     bank: SVDBank | None = None,
     path: str | os.PathLike[str] | None = None,
-    repeats: int = 7,
+    repeats: int = 5,
 ) -> LatencyTable:
     """The table at ``path`` (default: :func:`default_table_path`) if it fits, else measured.
 
-    A cached table of other conditions is measured again (a warning names what changed);
-    one that lacks some options gets only those measured and added.
+    A cached table of other conditions is measured again (a warning names what changed), and
+    so is one that lacks some of ``options`` (a new rank menu): entries of one table share
+    the passes that measured them.
     """
     path = Path(path) if path is not None else default_table_path(key)
     wanted = _wanted_options(_matrices_by_module(layers), options)
@@ -249,8 +263,7 @@ def load_or_measure(
             logger.warning("%s: measuring the latency table again", e)
     if known is not None and all(known.has(p, o) for p, opts in wanted.items() for o in opts):
         return known
-    table = measure_latency(model, layers, wanted, workload, key, bank=bank, repeats=repeats,
-                            known=known)
+    table = measure_latency(model, layers, wanted, workload, key, bank=bank, repeats=repeats)
     table.write(path)
     return table
 
@@ -263,10 +276,12 @@ def measure_latency(
     key: LatencyKey,
     *,
     bank: SVDBank | None = None,
-    repeats: int = 7,
-    known: LatencyTable | None = None,
+    repeats: int = 5,
+    seed: int = 0,
 ) -> LatencyTable:
     """Measure a latency table (see the module docstring for how).
+
+    Costs ``repeats × (options per module + 1) + 1`` runs of the workload.
 
     Args:
         model: the dense model (eval mode; not modified).
@@ -277,12 +292,12 @@ def measure_latency(
         workload: runs ``model`` the way it is deployed (same batch size as ``key``).
         key: the conditions, written into the table.
         bank: SVDs of ``model`` (computed for the needed matrices if None).
-        repeats: timed rounds per option; the median is kept.
-        known: a table of the same key whose entries are kept (only new options are timed;
-            the end-to-end time and rest are measured again).
+        repeats: rounds; each entry is the median of at least this many passes.
+        seed: the random pairing of options across modules.
 
     Raises:
-        ValueError: a module holding several layers, or an option naming unknown matrices.
+        ValueError: a module holding several layers, an option naming unknown matrices, or a
+            workload that never calls some module.
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1; got {repeats}")
@@ -290,28 +305,97 @@ def measure_latency(
     options = _wanted_options(by_module, options)
     if bank is None:
         bank = SVDBank.compute(model, layers)
-    calls = _record_calls(model, list(by_module), workload)
-    entries: dict[str, dict[str, float]] = {}
+    variants: dict[str, dict[str, nn.Module]] = {}
+    dense: dict[str, str] = {}
     for path, specs in by_module.items():
-        dense = {m.param_name: m.full_rank for m in specs}
-        wanted = [dense] + [dict(o) for o in options.get(path, ())]
-        previous = dict(known.entries.get(path, {})) if known is not None else {}
-        candidates: dict[str, Callable[[], object]] = {}
-        for ranks in wanted:  # normalised: every matrix named, dense at or above break-even
+        full = {m.param_name: m.full_rank for m in specs}
+        dense[path] = options_key(full)
+        variants[path] = {dense[path]: get_module(model, path)}
+        for ranks in options.get(path, ()):  # normalised: every matrix named
             name = options_key(ranks)
-            if name in previous or name in candidates:
-                continue
-            module = _module_at(model, path, specs, ranks, bank)
-            candidates[name] = _replayer(module, calls[path])
-        measured = interleaved_medians_ms(candidates, repeats=repeats, warmup=1) if candidates else {}
-        entries[path] = {**previous, **measured}
-    dense_ms = interleaved_medians_ms({"dense": lambda: workload(model)}, repeats=repeats, warmup=1)["dense"]
-    dense_sum = sum(
-        entries[path][options_key({m.param_name: m.full_rank for m in specs})]
-        for path, specs in by_module.items()
-    )
-    return LatencyTable(key=key, dense_ms=dense_ms, rest_ms=dense_ms - dense_sum, entries=entries,
-                        repeats=repeats)
+            if name not in variants[path]:
+                variants[path][name] = _module_at(model, path, specs, ranks, bank)
+    host = copy.deepcopy(model)  # its modules are swapped pass by pass; ``model`` stays as it is
+    clock = _ModuleClock(sync=torch.cuda.synchronize if key.device.startswith("cuda") else None)
+    samples: dict[str, dict[str, list[float]]] = {p: {o: [] for o in v} for p, v in variants.items()}
+    rests: list[float] = []
+    rng = random.Random(seed)
+    try:
+        for path, modules in variants.items():
+            for module in modules.values():
+                clock.attach(path, module)
+        _, dense_calls = _run(host, dense, variants, clock, workload)  # warm-up: counts calls
+        empty = sorted(p for p, n in dense_calls.items() if not n)
+        if empty:
+            raise ValueError(f"the inference workload never called modules {empty}; it must run the whole model")
+        width = max(len(v) for v in variants.values())
+        for _ in range(repeats):
+            orders = {}
+            for path, modules in variants.items():
+                names = list(modules) * -(-width // len(modules))
+                rng.shuffle(names)
+                orders[path] = names[:width]
+            passes = [dense] + [{p: orders[p][j] for p in variants} for j in range(width)]
+            for assignment in passes:
+                total, calls = _run(host, assignment, variants, clock, workload)
+                for path, name in assignment.items():
+                    samples[path][name].append(clock.ms[path] * dense_calls[path] / max(calls[path], 1))
+                if assignment is dense:
+                    rests.append(total - sum(clock.ms.values()))
+    finally:
+        clock.detach()
+    entries = {p: {o: statistics.median(v) for o, v in opts.items() if v} for p, opts in samples.items()}
+    rest_ms = statistics.median(rests)
+    dense_ms = rest_ms + sum(entries[p][dense[p]] for p in entries)
+    return LatencyTable(key=key, dense_ms=dense_ms, rest_ms=rest_ms, entries=entries, repeats=repeats)
+
+
+class _ModuleClock:
+    """Milliseconds and calls per module path, from forward pre- and post-hooks."""
+
+    def __init__(self, sync: Callable[[], None] | None = None) -> None:
+        self.sync = sync
+        self.ms: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+        self._started: dict[str, float] = {}
+        self._handles: list = []
+
+    def attach(self, path: str, module: nn.Module) -> None:
+        self._handles.append(module.register_forward_pre_hook(lambda *_: self._begin(path)))
+        self._handles.append(module.register_forward_hook(lambda *_: self._end(path)))
+
+    def detach(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def reset(self, paths: Iterable[str]) -> None:
+        self.ms = dict.fromkeys(paths, 0.0)
+        self.calls = dict.fromkeys(paths, 0)
+
+    def _begin(self, path: str) -> None:
+        if self.sync is not None:
+            self.sync()
+        self._started[path] = time.perf_counter()
+
+    def _end(self, path: str) -> None:
+        if self.sync is not None:
+            self.sync()
+        self.ms[path] += (time.perf_counter() - self._started[path]) * 1e3
+        self.calls[path] += 1
+
+
+def _run(host: nn.Module, assignment: Mapping[str, str], variants, clock: _ModuleClock,
+         workload: Callable[[nn.Module], None]) -> tuple[float, dict[str, int]]:
+    """One timed workload pass with each module at its assigned option: (ms, calls per module)."""
+    for path, name in assignment.items():
+        set_module(host, path, variants[path][name])
+    clock.reset(variants)
+    with torch.inference_mode():
+        start = time.perf_counter()
+        workload(host)
+        total = (time.perf_counter() - start) * 1e3
+    return total, dict(clock.calls)
 
 
 def _wanted_options(by_module: Mapping[str, list], options: Mapping[str, Iterable[Mapping[str, int]]]
@@ -357,36 +441,6 @@ def _module_at(model: nn.Module, path: str, specs, ranks: Mapping[str, int], ban
     factors = {m.param_name: bank.factors(m.key, ranks[m.param_name])
                for m in specs if ranks[m.param_name] < m.full_rank}
     return stock if not factors else factorised_twin(stock, factors).eval()
-
-
-def _record_calls(model: nn.Module, paths: Sequence[str], workload: Callable[[nn.Module], None]
-                  ) -> dict[str, list[tuple[tuple, dict]]]:
-    """Every call's ``(args, kwargs)`` to each module at ``paths`` during one workload run."""
-    calls: dict[str, list[tuple[tuple, dict]]] = {p: [] for p in paths}
-    handles = []
-    for path in paths:
-        def hook(module, args, kwargs, _calls=calls[path]):
-            _calls.append((args, dict(kwargs)))
-
-        handles.append(get_module(model, path).register_forward_pre_hook(hook, with_kwargs=True))
-    try:
-        with torch.inference_mode():
-            workload(model)
-    finally:
-        for handle in handles:
-            handle.remove()
-    empty = [p for p, c in calls.items() if not c]
-    if empty:
-        raise ValueError(f"the inference workload never called modules {empty}; it must run the whole model")
-    return calls
-
-
-def _replayer(module: nn.Module, calls: list[tuple[tuple, dict]]) -> Callable[[], None]:
-    def replay() -> None:
-        for args, kwargs in calls:
-            module(*args, **kwargs)
-
-    return replay
 
 
 def _processor() -> str:

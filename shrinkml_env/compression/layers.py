@@ -31,6 +31,7 @@ __all__ = [
     "get_module",
     "layer_key",
     "matrix_key",
+    "set_module",
 ]
 
 MatrixKind = Literal["ih", "hh", "linear"]
@@ -144,6 +145,15 @@ def get_module(model: nn.Module, path: str) -> nn.Module:
         raise ValueError(
             f"unknown layer path {path!r}; compressible modules in this model: {known}"
         ) from e
+
+
+def set_module(model: nn.Module, path: str, module: nn.Module) -> nn.Module:
+    """Replace the submodule at ``path`` (``""``: the model itself); returns the root."""
+    if not path:
+        return module
+    parent_path, _, name = path.rpartition(".")
+    setattr(get_module(model, parent_path), name, module)
+    return model
 
 
 def _lstm_layers(path: str, lstm: nn.LSTM) -> list[LayerSpec]:
