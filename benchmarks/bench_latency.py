@@ -7,10 +7,12 @@
    timed end to end, interleaved with the dense model, on two workloads: the table's own
    (dev utterances) and the first ``--test-utterances`` test utterances (greedy decoding at
    the table's batch size). Reported: predicted and measured milliseconds, the speed-up
-   each predicts and measures, and the error of the prediction.
-2. A size-budget search and a latency-budget search (same agent, evaluations and seed), the
-   latency budget set to the speed the size search's model measured; both exports are
-   timed side by side and scored on test.
+   each predicts and measures, and the error of the prediction, both of the milliseconds
+   (which drift with the machine's load between the table and the check) and of the ratio to
+   the dense model timed beside it (which does not).
+2. For each size budget, a size-budget search and a latency-budget search (same agent,
+   evaluations and seed), the latency budget set to the speed the size search's model
+   measured; both exports are timed side by side and scored on test.
 
 Writes ``latency.json`` (``benchmarks/results`` or ``--output-dir``).
 
@@ -37,7 +39,7 @@ from agents.baselines import random_actions
 from agents.config import SearchConfig
 from agents.search import run_search
 from agents.targets import make_search_target
-from benchmarks.common import apply_quick_defaults, run_metadata
+from benchmarks.common import apply_quick_defaults, parse_size_ratios, run_metadata
 from benchmarks.study_output import set_threads, write_output
 from shrinkml_env.compression import describe_layers, export_factorised
 from shrinkml_env.compression.timing import interleaved_medians_ms
@@ -91,6 +93,7 @@ def predicted_vs_measured(env: ShrinkMLEnv, args) -> list[dict[str, Any]]:
         row["measured_ms"] = on_dev[name]
         row["measured_ratio"] = on_dev[name] / on_dev["dense"]
         row["prediction_error"] = row["predicted_ms"] / on_dev[name] - 1.0
+        row["ratio_error"] = row["predicted_ratio"] / row["measured_ratio"] - 1.0
         row["test_measured_ms"] = on_test[name]
         row["test_measured_ratio"] = on_test[name] / on_test["dense"]
         row["test_prediction_error"] = row["predicted_ratio"] / row["test_measured_ratio"] - 1.0
@@ -98,10 +101,11 @@ def predicted_vs_measured(env: ShrinkMLEnv, args) -> list[dict[str, Any]]:
     return rows
 
 
-def search_comparison(kit, env: ShrinkMLEnv, args, out: Path) -> dict[str, Any]:
+def search_comparison(kit, env: ShrinkMLEnv, args, size_budget: float, out: Path) -> dict[str, Any]:
     common = dict(agent=args.agent, evaluations=args.evaluations, seed=args.seed, target="default",
-                  test_utterances=args.search_test_utterances, latency_batch=args.batch)
-    size = run_search(SearchConfig(budget=args.size_budget, **common), out / "size", kit)
+                  test_utterances=args.search_test_utterances, latency_batch=args.batch,
+                  factorisation=args.factorisation)
+    size = run_search(SearchConfig(budget=size_budget, **common), out / "size", kit)
     test = _test_workload(args.test_utterances, args.batch)
     dense = kit.target.model
     size_model = _exported(size)
@@ -146,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--test-utterances", type=int, default=40, help="test utterances timed end to end")
     p.add_argument("--agent", default="greedy", help="agent of both searches (default: %(default)s)")
     p.add_argument("--evaluations", type=int, default=60)
-    p.add_argument("--size-budget", type=float, default=0.3)
+    p.add_argument("--sizes", default="0.5,0.3", help="size budgets of the search comparison (default: %(default)s)")
+    p.add_argument("--factorisation", default="whitened", help="of the table's checks and both searches")
     p.add_argument("--search-test-utterances", type=int, default=500, help="test utterances for the searches' test WER")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-search", action="store_true", help="only predicted vs measured")
@@ -155,14 +160,17 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.quick:
         apply_quick_defaults(p, args, QUICK)
+    args.sizes = parse_size_ratios(p, args.sizes)
     set_threads(args.threads)
     started = time.perf_counter()
     kit = make_search_target("default", test_utterances=args.search_test_utterances)
     env = ShrinkMLEnv(target=kit.target, budget=1.0, budget_metric="latency", latency_batch=args.batch,
-                      factorisation="whitened")
+                      factorisation=args.factorisation)
     rows = predicted_vs_measured(env, args)
+    compressed = [r for r in rows if r["config"] != "dense"]
     errors = [abs(r["prediction_error"]) for r in rows]
-    test_errors = [abs(r["test_prediction_error"]) for r in rows]
+    ratio_errors = [abs(r["ratio_error"]) for r in compressed]
+    test_errors = [abs(r["test_prediction_error"]) for r in compressed]
     payload: dict[str, Any] = {
         "meta": run_metadata(benchmark="latency", batch=args.batch, repeats=args.repeats,
                              test_utterances=args.test_utterances, seconds=None),
@@ -172,13 +180,19 @@ def main(argv: list[str] | None = None) -> int:
                   "unit_costs_ms": env.costs.unit_costs.round(3).tolist()},
         "configurations": rows,
         "prediction": {"median_abs_error": statistics.median(errors), "max_abs_error": max(errors),
+                       "median_abs_ratio_error": statistics.median(ratio_errors),
+                       "max_abs_ratio_error": max(ratio_errors),
+                       "within_10_percent": sum(e <= 0.10 for e in ratio_errors), "compressed": len(ratio_errors),
                        "test_median_abs_error": statistics.median(test_errors),
                        "test_max_abs_error": max(test_errors)},
     }
     write_output("latency.json", payload, args.output_dir)  # kept even if the searches fail
     if not args.no_search:
-        with tempfile.TemporaryDirectory() as tmp:
-            payload["search"] = search_comparison(kit, env, args, Path(tmp))
+        payload["search"] = []
+        for budget in args.sizes:
+            with tempfile.TemporaryDirectory() as tmp:
+                payload["search"].append(search_comparison(kit, env, args, budget, Path(tmp)))
+            write_output("latency.json", payload, args.output_dir)
     payload["meta"]["seconds"] = round(time.perf_counter() - started, 1)
     path = write_output("latency.json", payload, args.output_dir)
     print(f"wrote {path}")

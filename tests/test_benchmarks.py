@@ -10,6 +10,7 @@ import torch
 
 from agents.budget import EvaluationRecord
 from benchmarks import (
+    bench_headline,
     bench_inference,
     bench_rewards,
     bench_scaling,
@@ -149,6 +150,22 @@ def test_bench_inference_toy(tmp_path) -> None:
     compressed = variants["uniform@0.3"]
     assert compressed["parameter_ratio"] < 1.0 and compressed["checkpoint_bytes"] < variants["original"]["checkpoint_bytes"]
     assert compressed["batch1"]["theoretical_lstm_speedup"] > 1.0
+
+
+def test_bench_headline_toy(tmp_path) -> None:
+    assert bench_headline.main(["--target", "toy", "--quick", "--sizes", "0.5,0.3", "--seeds", "0,1",
+                                "--evaluations", "8", "--repeats", "1", "--output-dir", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "headline.json").read_text())
+    methods = [(s["method"], s["size"]) for s in data["summary"]]
+    assert methods == [("dense", 1.0), ("uniform", 0.5), ("search", 0.5), ("uniform", 0.3), ("search", 0.3)]
+    for row in data["rows"][1:]:
+        assert row["size_ratio"] <= row["budget"] + 1e-9 or row["method"] == "uniform"
+        assert row["megabytes"] < data["rows"][0]["megabytes"] and row["speedup"] > 0
+    searched = [r for r in data["rows"] if r["method"] == "search"]
+    uniform = [r for r in data["rows"] if r["method"] == "uniform"]
+    assert all(u["size_ratio"] >= s["size_ratio"] - 1e-9 for s, u in zip(searched, uniform))  # never smaller
+    assert "| ShrinkML search, size 0.3 |" in (tmp_path / "headline.md").read_text()
+    assert (tmp_path / "headline.png").stat().st_size > 1000
 
 
 def test_transfer_fractions_maps_deeper_layers_to_the_deepest_source() -> None:
