@@ -33,7 +33,7 @@ from agents.config import SearchConfig
 from agents.search import run_search
 from agents.targets import make_search_target
 from benchmarks.common import apply_quick_defaults, parse_size_ratios, run_metadata
-from benchmarks.search_study import parse_ints
+from benchmarks.search_study import MemoisedTestError, parse_ints
 from benchmarks.study_output import output_path, set_threads, write_output, write_text
 from shrinkml_env.atomic import atomic_write_bytes
 from shrinkml_env.compression import describe_layers, export_factorised
@@ -60,6 +60,7 @@ def _timing_workload(kit, target: str, utterances: int):
 
 def run(args) -> dict[str, Any]:
     kit = make_search_target(args.target)  # whole test split
+    kit.test_error = MemoisedTestError(kit.test_error)  # the dense model and shared opponents once
     dense = kit.target.model
     layers = describe_layers(dense, kit.target.layers)
     models: dict[str, torch.nn.Module] = {"dense": dense}
