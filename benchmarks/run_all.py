@@ -46,6 +46,8 @@ FULL = [
     ["benchmarks.bench_methods"],
     ["benchmarks.bench_distill", "--threads", "2"],
     ["benchmarks.bench_workers"],
+    ["benchmarks.bench_latency", "--threads", "2"],
+    ["benchmarks.bench_headline", "--threads", "2"],  # the README's first table
 ]
 
 
