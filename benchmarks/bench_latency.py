@@ -12,7 +12,9 @@
    the dense model timed beside it (which does not).
 2. For each size budget, a size-budget search and a latency-budget search (same agent,
    evaluations and seed), the latency budget set to the speed the size search's model
-   measured; both exports are timed side by side and scored on test.
+   measured; both exports are timed side by side and scored on test, and so is the size
+   search's export with :func:`fastest_routes` (modules the table prices above dense
+   multiplied back; same WER up to rounding).
 
 Writes ``latency.json`` (``benchmarks/results`` or ``--output-dir``).
 
@@ -41,7 +43,7 @@ from agents.search import run_search
 from agents.targets import make_search_target
 from benchmarks.common import apply_quick_defaults, parse_size_ratios, run_metadata
 from benchmarks.study_output import set_threads, write_output
-from shrinkml_env.compression import describe_layers, export_factorised
+from shrinkml_env.compression import describe_layers, export_factorised, fastest_routes
 from shrinkml_env.compression.timing import interleaved_medians_ms
 from shrinkml_env.env import ShrinkMLEnv
 
@@ -116,7 +118,9 @@ def search_comparison(kit, env: ShrinkMLEnv, args, size_budget: float, out: Path
     latency_budget = min(1.0, max(first["size"] / first["dense"], env.costs.smallest_ratio() + 1e-6))
     latency = run_search(SearchConfig(budget=latency_budget, budget_metric="latency", **common), out / "latency", kit)
     latency_model = _exported(latency)
+    routed_model, routes = fastest_routes(size_model, env.latency)
     timed = interleaved_medians_ms({"dense": lambda: test(dense), "size": lambda: test(size_model),
+                                    "size routed": lambda: test(routed_model),
                                     "latency": lambda: test(latency_model)}, repeats=args.repeats, warmup=1)
 
     def summary(result, name):
@@ -131,7 +135,9 @@ def search_comparison(kit, env: ShrinkMLEnv, args, size_budget: float, out: Path
     return {"agent": args.agent, "evaluations": args.evaluations, "seed": args.seed,
             "test_utterances_for_wer": args.search_test_utterances, "dense_ms": timed["dense"],
             "dense_test_wer": size.baseline_test_wer,
-            "size_search": summary(size, "size"), "latency_search": summary(latency, "latency")}
+            "size_search": summary(size, "size"), "latency_search": summary(latency, "latency"),
+            "size_search_fastest_routes": {"routes": routes, "measured_ms": timed["size routed"],
+                                           "speedup": timed["dense"] / timed["size routed"]}}
 
 
 def _exported(result) -> torch.nn.Module:

@@ -184,6 +184,27 @@ def test_latency_budget_clamps_to_the_predicted_latency_and_keeps_slow_layers_de
     assert masks.action_masks()[-1] and not masks.action_masks()[:-1].any()
 
 
+def test_fastest_routes_multiply_back_only_the_modules_the_table_prices_above_dense(tmp_path):
+    import torch
+    from torch import nn
+
+    from shrinkml_env.compression import FactorisedLSTM, export_factorised, fastest_routes
+
+    target = toy_target()
+    table = _fake_table(target, tmp_path / "t.json", slow_module="encoder.1")
+    plan = CompressionPlan(target, make_menu(None), "layer")
+    layers = describe_layers(target.model, target.layers)
+    actions = [1, 1, plan.menu.size - 1, 1]  # the decoder stays dense
+    exported = export_factorised(target.model, layers, plan.rank_map(plan.ranks(actions)), plan.bank).eval()
+    routed, routes = fastest_routes(exported, table)
+    assert routes == {"encoder.0": "factorised", "encoder.1": "dense product", "decoder": "dense", "head": "factorised"}
+    assert type(routed.encoder[1]) is nn.LSTM and isinstance(routed.encoder[0], FactorisedLSTM)
+    assert isinstance(exported.encoder[1], FactorisedLSTM)  # the input model is not modified
+    x = torch.randn(3, 16, target.model.encoder[0].input_size)
+    with torch.inference_mode():
+        torch.testing.assert_close(routed(x), exported(x), rtol=1e-4, atol=1e-5)
+
+
 def test_latency_budget_errors_name_the_value():
     target = toy_target()
     with pytest.raises(ValueError, match="unknown budget_metric 'speed'; accepted: size, latency"):

@@ -26,6 +26,7 @@ from shrinkml_env.compression.ranks import (
     validate_ranks,
 )
 from shrinkml_env.compression.report import LatencyConfig, LayerReportRow, layer_report
+from shrinkml_env.compression.routes import fastest_routes, stock_module
 from shrinkml_env.compression.search_model import SearchModel
 from shrinkml_env.compression.size import (
     break_even_rank,
@@ -37,6 +38,8 @@ from shrinkml_env.compression.size import (
 from shrinkml_env.compression.svd import SVDBank
 
 __all__ = [
+    "fastest_routes",
+    "stock_module",
     "CHECKPOINT_FORMAT",
     "FactorisedLSTM",
     "FactorisedLSTMCell",
