@@ -166,6 +166,10 @@ def _search(args: argparse.Namespace) -> int:
     for c in (result.uniform, result.best):
         if c is not None:
             print(f"{c.label:30s} {c.size_ratio:10.3f} {c.model_params:11,d} {c.search_wer:10.4f} {c.test_wer:9.4f}")
+    if result.latency is not None:
+        t = result.latency
+        print(f"\nlatency of the exported model, batch {t['batch_size']}: predicted {t['predicted_ratio']:.3f} of dense, "
+              f"measured {t['measured_ratio']:.3f} ({t['exported_ms']:.1f} against {t['dense_ms']:.1f} ms)")
     print(f"\n{result.evaluations} evaluations ({result.new_evaluations} new), stopped: {result.stop_reason}; "
           f"run directory: {result.run_dir} (report.md, pareto.png, model.pt)")
     return 0

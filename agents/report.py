@@ -126,6 +126,11 @@ def write_run_report(
     ]
     if result.best is not None:
         lines.append(f"* Chosen ranks (plan order): `{list(result.best.ranks)}`; exported model: `model.pt`.")
+    if result.latency is not None:
+        t = result.latency
+        lines.append(f"* Latency (batch {t['batch_size']}, this machine): predicted {t['predicted_ratio']:.3f} of "
+                     f"the dense model, measured {t['measured_ratio']:.3f} ({t['exported_ms']:.1f} against "
+                     f"{t['dense_ms']:.1f} ms on the latency workload, median of {t['repeats']} interleaved runs).")
     lines += [
         "",
         "![WER vs size](pareto.png)",

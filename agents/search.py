@@ -28,6 +28,7 @@ from agents.run_dir import RunDir
 from agents.targets import SearchTarget, make_search_target
 from agents.workers import make_pool
 from shrinkml_env.compression import describe_layers, export_factorised, uniform_ranks_at_size
+from shrinkml_env.compression.timing import interleaved_medians_ms
 from shrinkml_env.env import ShrinkMLEnv
 
 __all__ = ["Candidate", "SearchResult", "run_search", "uniform_curve"]
@@ -80,6 +81,10 @@ class SearchResult:
         baseline_test_wer: the dense model's test error.
         dense_model_params: all parameters of the dense model.
         seconds: wall time of this call.
+        latency: latency budgets only: the exported model's ``predicted_ratio`` (the table's)
+            and ``measured_ratio`` of the dense model's time on the target's latency workload
+            (timed interleaved after the search, outside the evaluation budget), with both
+            models' ``measured_ms``; None otherwise or when nothing fits the budget.
     """
 
     config: SearchConfig
@@ -96,6 +101,7 @@ class SearchResult:
     baseline_test_wer: float
     dense_model_params: int
     seconds: float
+    latency: dict[str, float] | None = None
 
     def summary(self) -> dict[str, Any]:
         """The ``shrinkml search --json`` object."""
@@ -109,6 +115,7 @@ class SearchResult:
             "best": best,
             "baseline": {"test_wer": self.baseline_test_wer},
             "run_dir": str(self.run_dir),
+            **({"latency": self.latency} if self.latency is not None else {}),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -198,12 +205,14 @@ def run_search(
     uniform_point = curve[uniform_action(env, config.budget)]
     uniform = _test(kit, env, f"uniform {uniform_point['fraction']:.4g}", tuple(uniform_point["ranks"]),
                     uniform_point["search_wer"])
-    chosen = matched = None
+    chosen = matched = latency = None
     if best is not None:
         model = _export(kit, env, best.ranks)
         chosen = _candidate(kit, env, config.agent, best.ranks, best.search_wer, model)
         kit.save_model(run.model_file, model, _model_meta(config, env, chosen))
         matched = _uniform_at_size(kit, env, log, chosen.size_ratio)
+        if config.budget_metric == "latency":
+            latency = _measured_latency(env, model, best.latency_ratio)
     result = SearchResult(
         config=config,
         run_dir=run.path,
@@ -219,6 +228,7 @@ def run_search(
         baseline_test_wer=float(kit.test_error(kit.target.model)),
         dense_model_params=_count(kit.target.model),
         seconds=time.perf_counter() - started,
+        latency=latency,
     )
     run.write_json(run.result_file, result.to_dict())
     write_run_report(run, result, log.records, curve, kit.test_description)
@@ -276,6 +286,18 @@ def _rl_runner():
 def _export(kit: SearchTarget, env: ShrinkMLEnv, ranks: tuple[int, ...]) -> nn.Module:
     layers = describe_layers(kit.target.model, kit.target.layers)
     return export_factorised(kit.target.model, layers, env.plan.rank_map(ranks), env.plan.bank)
+
+
+def _measured_latency(env: ShrinkMLEnv, exported: nn.Module, predicted_ratio: float | None,
+                      repeats: int = 3) -> dict[str, float]:
+    """The exported model timed end to end on the latency workload, interleaved with the dense one."""
+    workload, batch, dense = env.plan.target.inference, env.latency_batch, env.plan.target.model
+    exported = exported.eval()
+    times = interleaved_medians_ms({"dense": lambda: workload(dense, batch), "exported": lambda: workload(exported, batch)},
+                                   repeats=repeats, warmup=1)
+    return {"predicted_ratio": float("nan") if predicted_ratio is None else float(predicted_ratio),
+            "measured_ratio": times["exported"] / times["dense"],
+            "dense_ms": times["dense"], "exported_ms": times["exported"], "batch_size": batch, "repeats": repeats}
 
 
 def _count(model: nn.Module) -> int:

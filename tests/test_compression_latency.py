@@ -256,5 +256,11 @@ def test_search_under_a_latency_budget_end_to_end(tmp_path, monkeypatch):
     assert result.best is not None
     best = min(records, key=lambda r: (r["search_wer"], r["latency_ratio"], r["index"]))
     assert list(result.best.ranks) == best["ranks"]
+    # The export is timed against the dense model on the latency workload, beside the prediction.
+    chosen = next(r for r in records if r["ranks"] == best["ranks"])
+    assert result.latency["predicted_ratio"] == pytest.approx(chosen["latency_ratio"])
+    assert result.latency["measured_ratio"] == pytest.approx(result.latency["exported_ms"] / result.latency["dense_ms"])
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["latency"] == result.latency
+    assert "* Latency (batch 1, this machine): predicted" in (tmp_path / "run" / "report.md").read_text()
     again = run_search(config, tmp_path / "run")  # resumes: nothing evaluated twice
     assert again.new_evaluations == 0 and again.best.ranks == result.best.ranks
