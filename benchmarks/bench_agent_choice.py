@@ -1,0 +1,132 @@
+"""Which agent should ``shrinkml search`` default to? Chosen on a held-out dev pool, not on test.
+
+The configurations each agent chose (PPO's from ``headline.json``, which holds its three seeds
+at each size; the other agents searched here with the same budgets, evaluations, menu and
+factorisation) and uniform ranks at the same sizes are decoded on a **dev pool**: dev
+utterances that are neither in the search subset (what the agents optimised) nor in the
+calibration set (what the whitened factors were fitted on). The default is the agent with the
+lowest dev-pool WER, averaged over sizes of each size's median over seeds. Test WER (whole
+split) is written beside it for the README, never used to choose.
+
+Writes ``agent_choice.json`` (``benchmarks/results`` or ``--output-dir``).
+
+Run::
+
+    python -m benchmarks.bench_agent_choice --agents greedy
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from agents.config import SearchConfig
+from agents.search import run_search
+from agents.targets import make_search_target
+from benchmarks.common import RESULTS, run_metadata
+from benchmarks.search_study import MemoisedTestError, parse_ints, parse_names
+from benchmarks.study_output import set_threads, write_output
+from shrinkml_env.compression import describe_layers, export_factorised
+from shrinkml_env.env import ShrinkMLEnv
+
+
+def dev_pool(start: int, count: int):
+    """Dev utterances ``start..start+count`` outside the search subset and the calibration set."""
+    from asr.default import load_split
+
+    kit_ids = {u.id for u in load_split("search")}
+    dev = load_split("dev")
+    return [u for u in dev[start : start + count] if u.id not in kit_ids]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--agents", default="greedy", help="agents searched here, besides PPO from headline.json")
+    p.add_argument("--headline", type=Path, default=RESULTS / "headline.json", help="PPO's configurations")
+    p.add_argument("--seeds", default="0", help="seeds of the agents searched here (greedy is deterministic)")
+    p.add_argument("--pool-start", type=int, default=600)
+    p.add_argument("--pool", type=int, default=600)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--output-dir", type=Path)
+    args = p.parse_args(argv)
+    set_threads(args.threads)
+    started = time.perf_counter()
+    from asr.calibration import check_calibration
+    from asr.data import prepare_feature_batches
+    from asr.evaluate import evaluate_batches
+    from asr.features import LogMelFrontend
+    from asr.text import CharTokenizer
+
+    headline = json.loads(args.headline.read_text())
+    sizes = headline["meta"]["sizes"]
+    kit = make_search_target("default")
+    kit.test_error = MemoisedTestError(kit.test_error)
+    target = kit.target
+    pool = dev_pool(args.pool_start, args.pool)
+    check_calibration(target.calibrate.utterances, dev_pool=pool)
+    tokenizer = CharTokenizer()
+    batches = prepare_feature_batches(pool, LogMelFrontend(), tokenizer)
+    layers = describe_layers(target.model, target.layers)
+    rows: list[dict[str, Any]] = []
+    for row in headline["rows"]:
+        if row["method"] in ("search", "uniform"):
+            rows.append({"agent": "ppo" if row["method"] == "search" else "uniform", "budget": row["budget"],
+                         "seed": row["seed"], "ranks": row["ranks"], "size_ratio": row["size_ratio"],
+                         "test_wer": row["test_wer"], "factorisation": row["factorisation"]})
+    for agent in parse_names(args.agents):
+        for size in sizes:
+            for seed in parse_ints(args.seeds):
+                config = SearchConfig(agent=agent, budget=size, seed=seed, target="default",
+                                      evaluations=headline["meta"]["evaluations"])
+                with tempfile.TemporaryDirectory() as tmp:
+                    result = run_search(config, Path(tmp) / "run", kit)
+                rows.append({"agent": agent, "budget": size, "seed": seed, "ranks": list(result.best.ranks),
+                             "size_ratio": result.best.size_ratio, "test_wer": result.best.test_wer,
+                             "factorisation": config.factorisation})
+    envs = {}
+    for row in rows:
+        method = row["factorisation"]
+        if method not in envs:
+            envs[method] = ShrinkMLEnv(target=target, budget=1.0, factorisation=method)
+        plan = envs[method].plan
+        model = export_factorised(target.model, layers, plan.rank_map(row["ranks"]), plan.bank).eval()
+        row["dev_pool_wer"] = evaluate_batches(model, tokenizer, batches).wer
+    dense_pool = evaluate_batches(target.model, tokenizer, batches).wer
+    summary: dict[str, dict[str, Any]] = {}
+    for agent in sorted({r["agent"] for r in rows}):
+        per_size = {}
+        for size in sizes:
+            group = [r for r in rows if r["agent"] == agent and r["budget"] == size]
+            per_size[str(size)] = {"dev_pool_wer": statistics.median(r["dev_pool_wer"] for r in group),
+                                   "test_wer": statistics.median(r["test_wer"] for r in group),
+                                   "size_ratio": statistics.median(r["size_ratio"] for r in group),
+                                   "seeds": len(group)}
+        summary[agent] = {"sizes": per_size,
+                          "mean_dev_pool_wer": statistics.mean(v["dev_pool_wer"] for v in per_size.values())}
+    searched = {a: s for a, s in summary.items() if a != "uniform"}
+    chosen = min(searched, key=lambda a: searched[a]["mean_dev_pool_wer"])
+    payload = {
+        "meta": run_metadata(benchmark="agent_choice", sizes=sizes, pool=[args.pool_start, args.pool_start + args.pool],
+                             pool_utterances=len(pool), evaluations=headline["meta"]["evaluations"],
+                             seconds=round(time.perf_counter() - started, 1)),
+        "dense_dev_pool_wer": dense_pool,
+        "rows": rows,
+        "summary": summary,
+        "chosen": chosen,
+    }
+    path = write_output("agent_choice.json", payload, args.output_dir)
+    for agent, s in summary.items():
+        print(agent, {k: (round(v["dev_pool_wer"], 4), round(v["test_wer"], 4)) for k, v in s["sizes"].items()},
+              round(s["mean_dev_pool_wer"], 4))
+    print(f"chosen on the dev pool: {chosen}; wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
