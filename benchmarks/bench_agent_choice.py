@@ -1,8 +1,9 @@
 """Which agent should ``shrinkml search`` default to? Chosen on a held-out dev pool, not on test.
 
-The configurations each agent chose (PPO's from ``headline.json``, which holds its three seeds
-at each size; the other agents searched here with the same budgets, evaluations, menu and
-factorisation) and uniform ranks at the same sizes are decoded on a **dev pool**: dev
+Each agent searches at each size and seed with ``shrinkml search``'s other defaults (or, with
+``--reuse headline.json``, the configurations a ``bench_headline`` run of one agent chose are
+taken from it), and its choices and uniform ranks at the same sizes (or just above) are
+decoded on a **dev pool**: dev
 utterances that are neither in the search subset (what the agents optimised) nor in the
 calibration set (what the whitened factors were fitted on). The default is the agent with the
 lowest dev-pool WER, averaged over sizes of each size's median over seeds. Test WER (whole
@@ -12,7 +13,8 @@ Writes ``agent_choice.json`` (``benchmarks/results`` or ``--output-dir``).
 
 Run::
 
-    python -m benchmarks.bench_agent_choice --agents greedy
+    python -m benchmarks.bench_agent_choice                                   # ppo and greedy, 3 seeds
+    python -m benchmarks.bench_agent_choice --reuse ppo_headline.json --agents greedy --seeds 0
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 from agents.config import SearchConfig
 from agents.search import run_search
 from agents.targets import make_search_target
-from benchmarks.common import RESULTS, run_metadata
+from benchmarks.common import parse_size_ratios, run_metadata
 from benchmarks.search_study import MemoisedTestError, parse_ints, parse_names
 from benchmarks.study_output import set_threads, write_output
 from shrinkml_env.compression import describe_layers, export_factorised
@@ -47,9 +49,11 @@ def dev_pool(start: int, count: int):
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--agents", default="greedy", help="agents searched here, besides PPO from headline.json")
-    p.add_argument("--headline", type=Path, default=RESULTS / "headline.json", help="PPO's configurations")
-    p.add_argument("--seeds", default="0", help="seeds of the agents searched here (greedy is deterministic)")
+    p.add_argument("--agents", default="ppo,greedy", help="agents searched here (default: %(default)s)")
+    p.add_argument("--sizes", default="0.5,0.3", help="size budgets (default: %(default)s)")
+    p.add_argument("--seeds", default="0,1,2", help="seeds of the agents searched here")
+    p.add_argument("--evaluations", type=int, default=SearchConfig.evaluations)
+    p.add_argument("--reuse", type=Path, help="a headline.json whose agent's configurations (and uniform opponents) are reused")
     p.add_argument("--pool-start", type=int, default=600)
     p.add_argument("--pool", type=int, default=600)
     p.add_argument("--threads", type=int, default=2)
@@ -63,8 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     from asr.features import LogMelFrontend
     from asr.text import CharTokenizer
 
-    headline = json.loads(args.headline.read_text())
-    sizes = headline["meta"]["sizes"]
+    sizes = parse_size_ratios(p, args.sizes)
     kit = make_search_target("default")
     kit.test_error = MemoisedTestError(kit.test_error)
     target = kit.target
@@ -74,21 +77,32 @@ def main(argv: list[str] | None = None) -> int:
     batches = prepare_feature_batches(pool, LogMelFrontend(), tokenizer)
     layers = describe_layers(target.model, target.layers)
     rows: list[dict[str, Any]] = []
-    for row in headline["rows"]:
-        if row["method"] in ("search", "uniform"):
-            rows.append({"agent": "ppo" if row["method"] == "search" else "uniform", "budget": row["budget"],
-                         "seed": row["seed"], "ranks": row["ranks"], "size_ratio": row["size_ratio"],
-                         "test_wer": row["test_wer"], "factorisation": row["factorisation"]})
+    if args.reuse is not None:
+        reused = json.loads(args.reuse.read_text())
+        if reused["meta"]["evaluations"] != args.evaluations or reused["meta"]["sizes"] != sizes:
+            p.error(f"--reuse {args.reuse} ran {reused['meta']['evaluations']} evaluations at sizes "
+                    f"{reused['meta']['sizes']}; this run: {args.evaluations} at {sizes}")
+        for row in reused["rows"]:
+            if row["method"] in ("search", "uniform"):
+                rows.append({"agent": row.get("agent", "uniform") if row["method"] == "search" else "uniform",
+                             "budget": row["budget"], "seed": row["seed"], "ranks": row["ranks"],
+                             "size_ratio": row["size_ratio"], "test_wer": row["test_wer"],
+                             "factorisation": row["factorisation"], "from": str(args.reuse.name)})
     for agent in parse_names(args.agents):
         for size in sizes:
             for seed in parse_ints(args.seeds):
                 config = SearchConfig(agent=agent, budget=size, seed=seed, target="default",
-                                      evaluations=headline["meta"]["evaluations"])
+                                      evaluations=args.evaluations)
                 with tempfile.TemporaryDirectory() as tmp:
                     result = run_search(config, Path(tmp) / "run", kit)
                 rows.append({"agent": agent, "budget": size, "seed": seed, "ranks": list(result.best.ranks),
                              "size_ratio": result.best.size_ratio, "test_wer": result.best.test_wer,
                              "factorisation": config.factorisation})
+                if args.reuse is None:
+                    u = result.uniform_at_size
+                    rows.append({"agent": "uniform", "budget": size, "seed": seed, "ranks": list(u.ranks),
+                                 "size_ratio": u.size_ratio, "test_wer": u.test_wer,
+                                 "factorisation": config.factorisation, "opponent_of": agent})
     envs = {}
     for row in rows:
         method = row["factorisation"]
@@ -113,7 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     chosen = min(searched, key=lambda a: searched[a]["mean_dev_pool_wer"])
     payload = {
         "meta": run_metadata(benchmark="agent_choice", sizes=sizes, pool=[args.pool_start, args.pool_start + args.pool],
-                             pool_utterances=len(pool), evaluations=headline["meta"]["evaluations"],
+                             pool_utterances=len(pool), evaluations=args.evaluations,
+                             agents=list(parse_names(args.agents)), seeds=list(parse_ints(args.seeds)),
+                             reuse=None if args.reuse is None else args.reuse.name,
                              seconds=round(time.perf_counter() - started, 1)),
         "dense_dev_pool_wer": dense_pool,
         "rows": rows,

@@ -138,7 +138,9 @@ def markdown(payload: dict[str, Any]) -> str:
     lines.append(
         f"Whole test split ({meta['test_utterances'] or 'toy'} utterances), greedy decoding; search: "
         f"`shrinkml search` defaults ({meta['agent']}, {meta['evaluations']} evaluations, "
-        f"{meta['factorisation']} SVD), median over seeds {meta['seeds']} with their range; uniform "
+        f"{meta['factorisation']} SVD), "
+        + (f"seed {meta['seeds'][0]}" if len(meta["seeds"]) == 1 else f"median over seeds {meta['seeds']} with their range")
+        + "; uniform "
         "ranks at each search result's size or just above. Speed: batch-1 greedy decoding of "
         f"{meta['timing_utterances']} test utterances against the dense model, {meta['threads']} "
         "threads, interleaved. LSTM size: compressible parameters after / before."

@@ -47,7 +47,8 @@ FULL = [
     ["benchmarks.bench_distill", "--threads", "2"],
     ["benchmarks.bench_workers"],
     ["benchmarks.bench_latency", "--threads", "2"],
-    ["benchmarks.bench_headline", "--threads", "2"],  # the README's first table
+    ["benchmarks.bench_headline", "--threads", "2", "--seeds", "0"],  # the README's first table (greedy: deterministic)
+    ["benchmarks.bench_agent_choice", "--threads", "2"],  # ppo and greedy, 3 seeds each, on the dev pool
 ]
 
 
