@@ -76,6 +76,7 @@ class SearchResult:
         uniform: uniform compression at the largest menu fraction within the budget.
         uniform_at_size: uniform compression at the best configuration's size or just above
             it (any common rank fraction, not only the menu's): the like-for-like opponent;
+            under a latency budget, at its predicted latency or just above (menu fractions);
             None when nothing fits the budget. Measured outside the evaluation budget.
         baseline_search_wer: the dense model's search-subset error.
         baseline_test_wer: the dense model's test error.
@@ -210,7 +211,8 @@ def run_search(
         model = _export(kit, env, best.ranks)
         chosen = _candidate(kit, env, config.agent, best.ranks, best.search_wer, model)
         kit.save_model(run.model_file, model, _model_meta(config, env, chosen))
-        matched = _uniform_at_size(kit, env, log, chosen.size_ratio)
+        matched = (_uniform_at_latency(kit, env, log, best.latency_ratio) if config.budget_metric == "latency"
+                   else _uniform_at_size(kit, env, log, chosen.size_ratio))
         if config.budget_metric == "latency":
             latency = _measured_latency(env, model, best.latency_ratio)
     result = SearchResult(
@@ -262,6 +264,18 @@ def _uniform_at_size(kit: SearchTarget, env: ShrinkMLEnv, log: SearchLog, size: 
     ranks = tuple(rank_map[m.key] for m in env.plan.matrices)
     fraction = max(r / m.full_rank for r, m in zip(ranks, env.plan.matrices))
     return _test(kit, env, f"uniform {fraction:.3g} (same size)", ranks, _search_wer(env, log, ranks))
+
+
+def _uniform_at_latency(kit: SearchTarget, env: ShrinkMLEnv, log: SearchLog, ratio: float) -> Candidate:
+    """Uniform compression at the menu fraction whose predicted latency is ``ratio`` or just
+    above (never faster than the choice it is set against), scored on the search subset and test."""
+    ratios = [env.costs.ratio([action] * env.steps) for action in range(env.menu.size)]
+    slower = [a for a, r in enumerate(ratios) if r >= ratio - 1e-9]
+    action = min(slower, key=lambda a: ratios[a]) if slower else int(np.argmax(ratios))
+    ranks = tuple(env.plan.ranks([action] * env.steps))
+    fraction = env.menu.fraction(action)
+    label = f"uniform {1.0 if fraction is None else fraction:.3g} (same latency)"
+    return _test(kit, env, label, ranks, _search_wer(env, log, ranks))
 
 
 def _search_wer(env: ShrinkMLEnv, log: SearchLog, ranks: tuple[int, ...]) -> float:

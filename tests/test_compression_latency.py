@@ -262,5 +262,11 @@ def test_search_under_a_latency_budget_end_to_end(tmp_path, monkeypatch):
     assert result.latency["measured_ratio"] == pytest.approx(result.latency["exported_ms"] / result.latency["dense_ms"])
     assert json.loads((tmp_path / "run" / "result.json").read_text())["latency"] == result.latency
     assert "* Latency (batch 1, this machine): predicted" in (tmp_path / "run" / "report.md").read_text()
+    # The like-for-like uniform opponent is matched by predicted latency: never faster than the choice.
+    opponent = result.uniform_at_size
+    assert opponent.label.endswith("(same latency)")
+    env = ShrinkMLEnv(target=target, budget=0.8, budget_metric="latency", latency_table=str(tmp_path / "t.json"))
+    action = next(a for a in range(env.menu.size) if env.plan.ranks([a] * env.steps) == opponent.ranks)
+    assert env.costs.ratio([action] * env.steps) >= chosen["latency_ratio"] - 1e-9
     again = run_search(config, tmp_path / "run")  # resumes: nothing evaluated twice
     assert again.new_evaluations == 0 and again.best.ranks == result.best.ranks
