@@ -32,7 +32,12 @@ import torch
 from agents.config import SearchConfig
 from agents.search import run_search
 from agents.targets import make_search_target
-from benchmarks.common import apply_quick_defaults, parse_size_ratios, run_metadata
+from benchmarks.common import (
+    apply_quick_defaults,
+    latency_workload_on_test,
+    parse_size_ratios,
+    run_metadata,
+)
 from benchmarks.search_study import MemoisedTestError, parse_ints
 from benchmarks.study_output import output_path, set_threads, write_output, write_text
 from shrinkml_env.atomic import atomic_write_bytes
@@ -50,12 +55,7 @@ def _megabytes(model: torch.nn.Module) -> float:
 def _timing_workload(kit, target: str, utterances: int):
     if target == "toy":
         return lambda model: kit.target.inference(model, 1)
-    from asr.default import load_split
-    from asr.target import GreedyInference
-    from asr.text import CharTokenizer
-
-    workload = GreedyInference(load_split("test")[:utterances], CharTokenizer())
-    return lambda model: workload(model, 1)
+    return latency_workload_on_test(utterances, 1)
 
 
 def run(args) -> dict[str, Any]:
@@ -65,6 +65,8 @@ def run(args) -> dict[str, Any]:
     layers = describe_layers(dense, kit.target.layers)
     models: dict[str, torch.nn.Module] = {"dense": dense}
     rows: list[dict[str, Any]] = [{"method": "dense", "size_ratio": 1.0, "test_wer": None, "name": "dense"}]
+    # Exports only: one plan (bank) of the searches' factorisation serves every size and seed.
+    plan = ShrinkMLEnv(target=kit.target, budget=1.0, factorisation=SearchConfig().factorisation).plan
     for size in args.sizes:
         for seed in args.seeds:
             config = SearchConfig(budget=size, seed=seed, evaluations=args.evaluations, target=args.target)
@@ -72,10 +74,9 @@ def run(args) -> dict[str, Any]:
                 result = run_search(config, Path(tmp) / "run", kit)
             if result.best is None:
                 raise RuntimeError(f"the search at size {size}, seed {seed} found nothing within its budget")
-            env = ShrinkMLEnv(target=kit.target, budget=size, factorisation=config.factorisation)
             rows[0]["test_wer"] = result.baseline_test_wer
             name = f"search {size} seed {seed}"  # exported as the search exported it
-            models[name] = export_factorised(dense, layers, env.plan.rank_map(result.best.ranks), env.plan.bank).eval()
+            models[name] = export_factorised(dense, layers, plan.rank_map(result.best.ranks), plan.bank).eval()
             rows.append({"method": "search", "name": name, "budget": size, "seed": seed,
                          "agent": config.agent, "rank_menu": config.rank_menu,
                          "factorisation": config.factorisation, "evaluations": result.evaluations,
@@ -87,7 +88,7 @@ def run(args) -> dict[str, Any]:
                          "search_seconds": result.seconds})
             uniform_name = f"uniform {size} seed {seed}"
             ranks = result.uniform_at_size.ranks
-            models[uniform_name] = export_factorised(dense, layers, env.plan.rank_map(ranks), env.plan.bank).eval()
+            models[uniform_name] = export_factorised(dense, layers, plan.rank_map(ranks), plan.bank).eval()
             rows.append({"method": "uniform", "name": uniform_name, "budget": size, "seed": seed,
                          "factorisation": config.factorisation, "ranks": list(ranks),
                          "size_ratio": result.uniform_at_size.size_ratio,

@@ -41,7 +41,12 @@ from agents.baselines import random_actions
 from agents.config import SearchConfig
 from agents.search import run_search
 from agents.targets import make_search_target
-from benchmarks.common import apply_quick_defaults, parse_size_ratios, run_metadata
+from benchmarks.common import (
+    apply_quick_defaults,
+    latency_workload_on_test,
+    parse_size_ratios,
+    run_metadata,
+)
 from benchmarks.study_output import set_threads, write_output
 from shrinkml_env.compression import describe_layers, export_factorised, fastest_routes
 from shrinkml_env.compression.timing import interleaved_medians_ms
@@ -63,17 +68,6 @@ def _configurations(env: ShrinkMLEnv, count: int, seed: int) -> dict[str, list[i
     return configs
 
 
-def _test_workload(utterances: int, batch_size: int):
-    """Greedy decoding of the first ``utterances`` test utterances, ``batch_size`` at a time
-    (the target's own latency workload, on test data)."""
-    from asr.default import load_split
-    from asr.target import GreedyInference
-    from asr.text import CharTokenizer
-
-    workload = GreedyInference(load_split("test")[:utterances], CharTokenizer())
-    return lambda model: workload(model, batch_size)
-
-
 def predicted_vs_measured(env: ShrinkMLEnv, args) -> list[dict[str, Any]]:
     layers = describe_layers(env.target.model, env.target.layers)
     configs = _configurations(env, args.random_configs, args.seed)
@@ -85,7 +79,7 @@ def predicted_vs_measured(env: ShrinkMLEnv, args) -> list[dict[str, Any]]:
         rows.append({"config": name, "actions": list(actions), "size_ratio": env.plan.params(ranks) / env.plan.dense_total,
                      "predicted_ms": env.costs.total(actions), "predicted_ratio": env.costs.ratio(actions)})
     dev = env.target.inference
-    test = _test_workload(args.test_utterances, args.batch)
+    test = latency_workload_on_test(args.test_utterances, args.batch)
     on_dev = interleaved_medians_ms({n: (lambda m=m: dev(m, args.batch)) for n, m in models.items()},
                                     repeats=args.repeats, warmup=1)
     on_test = interleaved_medians_ms({n: (lambda m=m: test(m)) for n, m in models.items()},
@@ -108,7 +102,7 @@ def search_comparison(kit, env: ShrinkMLEnv, args, size_budget: float, out: Path
                   test_utterances=args.search_test_utterances, latency_batch=args.batch,
                   factorisation=args.factorisation)
     size = run_search(SearchConfig(budget=size_budget, **common), out / "size", kit)
-    test = _test_workload(args.test_utterances, args.batch)
+    test = latency_workload_on_test(args.test_utterances, args.batch)
     dense = kit.target.model
     size_model = _exported(size)
     first = interleaved_medians_ms({"dense": lambda: test(dense), "size": lambda: test(size_model)},

@@ -16,7 +16,8 @@ from shrinkml_env.atomic import atomic_write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
-__all__ = ["RESULTS", "apply_quick_defaults", "parse_size_ratios", "run_metadata", "write_result"]
+__all__ = ["RESULTS", "apply_quick_defaults", "parse_size_ratios", "run_metadata", "latency_workload_on_test",
+           "write_result"]
 
 
 def _commit() -> str:
@@ -71,3 +72,14 @@ def parse_size_ratios(parser: Any, text: str) -> list[float]:
     if any(not 0 < s <= 1 for s in sizes):
         parser.error(f"--sizes must lie in (0, 1]; got {sizes}")
     return sizes
+
+
+def latency_workload_on_test(utterances: int, batch_size: int):
+    """``workload(model)``: greedy decoding of the first ``utterances`` test utterances,
+    ``batch_size`` at a time (the ASR target's latency workload, on test data)."""
+    from asr.default import load_split
+    from asr.target import GreedyInference
+    from asr.text import CharTokenizer
+
+    workload = GreedyInference(load_split("test")[:utterances], CharTokenizer())
+    return lambda model: workload(model, batch_size)
