@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     d = SearchConfig()
     p.add_argument("--score", help=f"search-subset score: wer, cer, loss or distill (default: {d.score}; wer on 'toy')")
-    p.add_argument("--factorisation", default=d.factorisation, help="plain or whitened (default: %(default)s)")
+    p.add_argument("--factorisation", default=d.factorisation, help="plain, whitened or sequential (default: %(default)s)")
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run directory (rerun resumes)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -74,7 +74,8 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--factorisation", default=d.factorisation,
                    help="plain (truncated SVD of each matrix) or whitened (activation-aware: minimises the "
                    "error of each matrix's outputs on calibration data; same exported structure) "
-                   "(default: %(default)s)")
+                   "or sequential (searches as whitened, then refits each exported model layer by layer "
+                   "to the dense outputs given the compressed layers below) (default: %(default)s)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -77,8 +77,11 @@ class SearchConfig:
         factorisation: ``"whitened"`` (default: activation-aware SVD on the target's
             calibration data, measured better than plain SVD on the dev pool at every size
             and searched configuration tried, ``benchmarks/results/methods.json``) or
-            ``"plain"`` (truncated SVD; needs no calibration data). The exported models have
-            the same structure either way.
+            ``"plain"`` (truncated SVD; needs no calibration data) or ``"sequential"``
+            (whitened scores during the search; every exported model refitted layer by
+            layer to the dense outputs given the compressed layers below, about a minute
+            per export on the shipped model). The exported models have the same structure
+            whichever it is.
         workers: terminal evaluations run on this many Ray actors (1: in this process);
             may change when a search resumes.
         ray_address: an existing Ray cluster to run the workers on (None: a local one).

@@ -27,7 +27,7 @@ from agents.config import OPTUNA_AGENTS, SearchConfig
 from agents.run_dir import RunDir
 from agents.targets import SearchTarget, make_search_target
 from agents.workers import make_pool
-from shrinkml_env.compression import describe_layers, export_factorised, uniform_ranks_at_size
+from shrinkml_env.compression import uniform_ranks_at_size
 from shrinkml_env.compression.timing import interleaved_medians_ms
 from shrinkml_env.env import ShrinkMLEnv
 
@@ -298,8 +298,7 @@ def _rl_runner():
 
 
 def _export(kit: SearchTarget, env: ShrinkMLEnv, ranks: tuple[int, ...]) -> nn.Module:
-    layers = describe_layers(kit.target.model, kit.target.layers)
-    return export_factorised(kit.target.model, layers, env.plan.rank_map(ranks), env.plan.bank)
+    return env.plan.export(ranks)
 
 
 def _measured_latency(env: ShrinkMLEnv, exported: nn.Module, predicted_ratio: float | None,

@@ -10,7 +10,8 @@ difference (negative: the method is better). Also measured: seconds to compute e
 configuration (what a search would see), and its greedy WER on the **dev pool** (dev
 utterances from ``--pool-start``, disjoint from the search subset and the calibration set):
 the default method is chosen on the dev pool, and test is reported. ``--ranks RUN_DIR`` adds
-the best configuration of a search run directory (its ranks, exported by every method).
+the best configuration of a search run directory (its ranks, exported by every method), and
+``--headline JSON`` the searched configurations of a ``bench_headline`` result.
 
 The calibration set is the target's default (:mod:`asr.calibration`: the last 200 dev
 utterances), checked disjoint from the search subset and the test split.
@@ -45,8 +46,11 @@ from benchmarks.common import (
 from shrinkml_env.compression import SVDBank, describe_layers, export_factorised
 from shrinkml_env.compression.calibration import input_moments
 from shrinkml_env.compression.ranks import uniform_ranks_at_size
+from shrinkml_env.compression.sequential import fit_sequential
 from shrinkml_env.compression.size import size_ratio
 from shrinkml_env.compression.svd import FACTORISATIONS
+
+BANK_METHODS = ("plain", "whitened")
 
 QUICK = {"sizes": "0.3", "test": 100, "pool": 50, "output_dir": RESULTS / "quick"}
 
@@ -57,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test", type=int, default=None, help="test utterances (default: the whole split)")
     parser.add_argument("--ranks", type=Path, action="append", default=[], metavar="RUN_DIR",
                         help="also compare the best configuration of this search run directory")
+    parser.add_argument("--headline", type=Path, action="append", default=[], metavar="JSON",
+                        help="also compare the searched configurations of this bench_headline result")
     parser.add_argument("--pool-start", type=int, default=600, help="first dev index of the dev pool")
     parser.add_argument("--pool", type=int, default=600, help="dev-pool utterances (ends before the calibration set)")
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
@@ -75,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     model = target.model
     layers = describe_layers(model, target.layers)
     banks, bank_seconds = {}, {}
-    for method in FACTORISATIONS:
+    for method in BANK_METHODS:
         start = time.perf_counter()
         moments = None if method == "plain" else input_moments(model, layers, target.calibrate)
         banks[method] = SVDBank.compute(model, layers, method=method, moments=moments)
@@ -91,13 +97,25 @@ def main(argv: list[str] | None = None) -> int:
         ranks = dict(zip(keys, best["ranks"], strict=True))
         configs.append({"label": f"{run.name} best", "ranks": ranks, "size_ratio": size_ratio(banks["plain"].matrices, ranks)})
 
+    for path in args.headline:
+        keys = [m.key for m in banks["plain"].matrices]
+        for row in json.loads(path.read_text())["rows"]:
+            if row["method"] == "search":
+                ranks = dict(zip(keys, row["ranks"], strict=True))
+                configs.append({"label": f"{row['name']} ({row['agent']}, {path.name})", "ranks": ranks,
+                                "size_ratio": size_ratio(banks["plain"].matrices, ranks)})
+
     dense = kit.test_error.evaluate(model)
     dense_pool = evaluate_batches(model, tokenizer, pool_batches).wer
     rows = []
     for config in configs:
         row = {"label": config["label"], "size_ratio": config["size_ratio"], "methods": {}}
         evaluations = {}
-        for method, bank in banks.items():
+        start = time.perf_counter()
+        refit = fit_sequential(model, layers, config["ranks"], target.calibrate, banks["whitened"])
+        row["sequential_fit_seconds"] = time.perf_counter() - start
+        for method in FACTORISATIONS:
+            bank = refit if method == "sequential" else banks[method]
             exported = export_factorised(model, layers, config["ranks"], bank)
             evaluations[method] = kit.test_error.evaluate(exported)
             row["methods"][method] = {
@@ -108,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                 "dev_pool_wer": evaluate_batches(exported, tokenizer, pool_batches).wer,
             }
         plain_errors, words = evaluations["plain"].utterance_errors()
-        for method in banks:
+        for method in FACTORISATIONS:
             if method != "plain":
                 errors, _ = evaluations[method].utterance_errors()
                 row["methods"][method]["vs_plain"] = paired_wer_difference(errors, plain_errors, words).to_dict()
@@ -131,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     path = write_result("methods.json", result, args.output_dir)
     print(path)
-    print(f"dense {dense.wer:.4f} (dev pool {dense_pool:.4f}); bank seconds " + ", ".join(f"{k} {v:.1f}" for k, v in bank_seconds.items()))
+    print(f"dense {dense.wer:.4f} (dev pool {dense_pool:.4f}); bank seconds " + ", ".join(f"{k} {v:.1f}" for k, v in bank_seconds.items())
+          + "; sequential fits " + ", ".join(f"{r['sequential_fit_seconds']:.0f}" for r in rows))
     for row in rows:
         print(f"{row['label']} (size {row['size_ratio']:.3f}): " + ", ".join(
             f"{m} dev pool {v['dev_pool_wer']:.4f} test {v['test_wer']:.4f}" + (

@@ -147,7 +147,13 @@ class ShrinkMLEnv(gym.Env):
       (activation-aware: the SVD of ``W S`` with ``S Sᵀ`` the second moment of the matrix's
       inputs on the target's calibration data, so truncation minimises the error of the
       matrix's outputs; exported models keep two factors per matrix, so size and speed are
-      the same). ``whitened`` needs a target with ``calibrate``.
+      the same), or ``"sequential"`` (each matrix refitted, layer by layer from the input
+      up, to the dense layer's outputs given the inputs of the compressed layers below it:
+      reduced-rank regression, :mod:`shrinkml_env.compression.sequential`). The refit
+      depends on the whole configuration, so a ``sequential`` env scores configurations
+      with the ``whitened`` bank (and shares its cached scores) and
+      ``env.plan.export(ranks)`` refits the one exported. ``whitened`` and ``sequential``
+      need a target with ``calibrate``.
     * ``budget_metric``: ``"size"`` (default) or ``"latency"``: the budget, clamp, masks,
       penalty, reward and features then use the predicted latency of the model on this
       machine, ``rest + Σ layer entries`` from a per-layer latency table
@@ -309,7 +315,9 @@ class ShrinkMLEnv(gym.Env):
         (and score), and for activation-aware factorisation the method and calibration data."""
         if self.factorisation == "plain":
             return self.target.data_fingerprint
-        return f"{self.target.data_fingerprint}|{self.factorisation}:{self.target.calibration_fingerprint}"
+        # A sequential env scores with the whitened bank, so its scores are whitened scores.
+        method = "whitened" if self.factorisation == "sequential" else self.factorisation
+        return f"{self.target.data_fingerprint}|{method}:{self.target.calibration_fingerprint}"
 
     # -- records ---------------------------------------------------------------------------
     def record(self, info: dict[str, Any], reward: float) -> EpisodeRecord:

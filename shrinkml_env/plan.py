@@ -20,12 +20,14 @@ from shrinkml_env.compression import (
     all_matrices,
     compressible_parameter_count,
     describe_layers,
+    export_factorised,
     keeps_dense,
     matrix_parameter_count,
     rank_for_fraction,
 )
 from shrinkml_env.compression.calibration import input_moments
 from shrinkml_env.compression.latency import LatencyTable, current_key, load_or_measure
+from shrinkml_env.compression.sequential import fit_sequential
 from shrinkml_env.compression.svd import FACTORISATIONS
 from shrinkml_env.search_space import RankMenu
 from shrinkml_env.target import CompressionTarget
@@ -77,6 +79,8 @@ class CompressionPlan:
             self.units = [[index[m.key] for m in layer.matrices] for layer in layers]
         else:
             self.units = [[i] for i in range(len(self.matrices))]
+        self.factorisation = factorisation
+        self._layers = layers
         self.bank = _bank(target, layers, factorisation)
         self.device = device
         self._search: SearchModel | None = None
@@ -121,6 +125,18 @@ class CompressionPlan:
 
     def params(self, ranks: Sequence[int]) -> int:
         return compressible_parameter_count(self.matrices, self.rank_map(ranks))
+
+    def export_bank(self, ranks: Sequence[int]) -> SVDBank:
+        """The bank to export ``ranks`` (one per matrix) from: :attr:`bank`, except for
+        ``sequential``, whose factors are refitted for this configuration on the target's
+        calibration data (:func:`~shrinkml_env.compression.sequential.fit_sequential`)."""
+        if self.factorisation != "sequential":
+            return self.bank
+        return fit_sequential(self.target.model, self._layers, self.rank_map(ranks), self.target.calibrate, self.bank)
+
+    def export(self, ranks: Sequence[int]) -> torch.nn.Module:
+        """The target model truly factorised at ``ranks`` (one per matrix) by this plan's method."""
+        return export_factorised(self.target.model, self._layers, self.rank_map(ranks), self.export_bank(ranks))
 
     @property
     def search_model(self) -> SearchModel:
@@ -227,7 +243,8 @@ class CompressionPlan:
 
 
 def _bank(target: CompressionTarget, layers, factorisation: str) -> SVDBank:
-    """The SVD bank of ``target`` by ``factorisation`` (``whitened`` runs its calibration)."""
+    """The SVD bank of ``target`` by ``factorisation`` (``whitened`` runs its calibration;
+    ``sequential`` searches with the ``whitened`` bank and refits at export)."""
     if factorisation not in FACTORISATIONS:
         raise ValueError(f"unknown factorisation {factorisation!r}; accepted: {', '.join(FACTORISATIONS)}")
     if factorisation == "plain":
@@ -240,4 +257,4 @@ def _bank(target: CompressionTarget, layers, factorisation: str) -> SVDBank:
     if target._moments is None:  # calibrated once per target, whichever env asks first
         target._moments = input_moments(target.model, layers, target.calibrate)
     moments = target._moments
-    return SVDBank.compute(target.model, layers, method=factorisation, moments=moments)
+    return SVDBank.compute(target.model, layers, method="whitened", moments=moments)

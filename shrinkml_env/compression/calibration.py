@@ -23,7 +23,8 @@ exactly zero are skipped.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
@@ -31,7 +32,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from shrinkml_env.compression.layers import LayerSpec, all_matrices, get_module
 
-__all__ = ["input_moments"]
+__all__ = ["Sink", "input_hooks", "input_moments"]
 
 
 class _Moments:
@@ -58,7 +59,11 @@ def _rows(x: Tensor | PackedSequence) -> Tensor:
     return x.data if isinstance(x, PackedSequence) else x
 
 
-def _lstm_hook(module_path: str, module: nn.LSTM, moments: _Moments):
+Sink = Callable[[str, Tensor], None]
+"""Receives ``(matrix key, rows of its input)`` for every forward call of a hooked module."""
+
+
+def _lstm_hook(module_path: str, module: nn.LSTM, sink: Sink):
     if module.num_layers != 1:
         raise ValueError(
             f"activation-aware factorisation needs nn.LSTM modules of one layer each; "
@@ -72,26 +77,52 @@ def _lstm_hook(module_path: str, module: nn.LSTM, moments: _Moments):
         x = _rows(args[0])
         out = _rows(output[0])
         for d, suffix in enumerate(directions):
-            moments.add(f"{module_path}.weight_ih_l0{suffix}", x)
-            moments.add(f"{module_path}.weight_hh_l0{suffix}", out[..., d * hidden : (d + 1) * hidden])
+            sink(f"{module_path}.weight_ih_l0{suffix}", x)
+            sink(f"{module_path}.weight_hh_l0{suffix}", out[..., d * hidden : (d + 1) * hidden])
 
     return hook
 
 
-def _cell_hook(module_path: str, moments: _Moments):
+def _cell_hook(module_path: str, sink: Sink):
     def hook(_module, args, _output) -> None:
-        moments.add(f"{module_path}.weight_ih", args[0])
+        sink(f"{module_path}.weight_ih", args[0])
         if len(args) > 1 and args[1] is not None:
-            moments.add(f"{module_path}.weight_hh", args[1][0])
+            sink(f"{module_path}.weight_hh", args[1][0])
 
     return hook
 
 
-def _linear_hook(module_path: str, moments: _Moments):
+def _linear_hook(module_path: str, sink: Sink):
     def hook(_module, args, _output) -> None:
-        moments.add(f"{module_path}.weight", args[0])
+        sink(f"{module_path}.weight", args[0])
 
     return hook
+
+
+@contextmanager
+def input_hooks(model: nn.Module, module_paths: Sequence[str], sink: Sink) -> Iterator[None]:
+    """Within the block, every forward call of the modules at ``module_paths`` (``nn.LSTM`` of
+    one layer, ``nn.LSTMCell`` or ``nn.Linear``) hands each of its matrices' input rows to
+    ``sink``; the hooks are removed on exit.
+
+    Raises:
+        ValueError: an ``nn.LSTM`` has more than one layer.
+    """
+    handles = []
+    try:
+        for path in dict.fromkeys(module_paths):
+            module = get_module(model, path)
+            if isinstance(module, nn.LSTM):
+                hook = _lstm_hook(path, module, sink)
+            elif isinstance(module, nn.LSTMCell):
+                hook = _cell_hook(path, sink)
+            else:
+                hook = _linear_hook(path, sink)
+            handles.append(module.register_forward_hook(hook))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def input_moments(
@@ -105,27 +136,9 @@ def input_moments(
             an ``nn.LSTM`` has more than one layer.
     """
     moments = _Moments()
-    handles = []
-    seen: set[str] = set()
-    try:
-        for layer in layers:
-            path = layer.module_path
-            if path in seen:
-                continue
-            seen.add(path)
-            module = get_module(model, path)
-            if isinstance(module, nn.LSTM):
-                hook = _lstm_hook(path, module, moments)
-            elif isinstance(module, nn.LSTMCell):
-                hook = _cell_hook(path, moments)
-            else:
-                hook = _linear_hook(path, moments)
-            handles.append(module.register_forward_hook(hook))
+    with input_hooks(model, [layer.module_path for layer in layers], moments.add):
         with torch.no_grad():
             run(model)
-    finally:
-        for handle in handles:
-            handle.remove()
     result = {}
     for spec in all_matrices(layers):
         if spec.key not in moments.counts:

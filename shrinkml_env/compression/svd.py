@@ -20,6 +20,10 @@ Methods (``FACTORISATIONS``):
   the error of what the matrix *outputs*. Every rank is still a prefix slice of one
   decomposition, and exported models have the same two factors per matrix, so size and
   speed do not change; singular values and truncation errors are those of ``W S``.
+* ``sequential``: each matrix fitted to the dense layer's outputs given the inputs of the
+  already-compressed layers below it. That depends on the ranks below, so it is not one
+  bank for every configuration: :func:`~shrinkml_env.compression.sequential.fit_sequential`
+  fits one configuration, starting from the ``whitened`` bank that searches score with.
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ from shrinkml_env.compression.size import keeps_dense
 
 __all__ = ["FACTORISATIONS", "SVDBank"]
 
-FACTORISATIONS = ("plain", "whitened")
+FACTORISATIONS = ("plain", "whitened", "sequential")
+_BANK_METHODS = ("plain", "whitened")
 _DAMPING = 1e-4
 
 
@@ -88,7 +93,13 @@ class SVDBank:
         """
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-        if method not in FACTORISATIONS:
+        if method == "sequential":
+            raise ValueError(
+                "method 'sequential' depends on the ranks of the layers below each matrix, so it is "
+                "fitted per configuration: compute the 'whitened' bank and pass it to "
+                "shrinkml_env.compression.sequential.fit_sequential"
+            )
+        if method not in _BANK_METHODS:
             raise ValueError(f"unknown factorisation method {method!r}; accepted: {', '.join(FACTORISATIONS)}")
         if (method == "whitened") != (moments is not None):
             raise ValueError(
@@ -104,7 +115,7 @@ class SVDBank:
                     u, s, vh = torch.linalg.svd(weight.to(dtype), full_matrices=False)
                     right = vh
                 else:
-                    u, s, right = _whitened_svd(weight, _moment(moments, spec), dtype)
+                    u, s, right = whitened_svd(weight, _moment(moments, spec), dtype)
                 decompositions[spec.key] = _Decomposition(
                     dense=weight.clone(),
                     left=(u * s).to(torch.float32).contiguous(),
@@ -207,11 +218,15 @@ def _moment(moments: Mapping[str, Tensor], spec: MatrixSpec) -> Tensor:
     return moment
 
 
-def _whitened_svd(weight: Tensor, moment: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
-    """``U, Σ, Vᵀ S⁻¹`` with ``W S = U Σ Vᵀ`` and ``S Sᵀ`` the damped input moment."""
+def damped(moment: Tensor) -> Tensor:
+    """``moment`` (float64) plus ``1e-4 · mean(diag)`` on the diagonal, so it is invertible."""
     c = moment.to(torch.float64)
-    c = c + _DAMPING * float(c.diagonal().mean().clamp(min=1e-12)) * torch.eye(c.shape[0], dtype=c.dtype)
-    root = torch.linalg.cholesky(c)
+    return c + _DAMPING * float(c.diagonal().mean().clamp(min=1e-12)) * torch.eye(c.shape[0], dtype=c.dtype)
+
+
+def whitened_svd(weight: Tensor, moment: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+    """``U, Σ, Vᵀ S⁻¹`` with ``W S = U Σ Vᵀ`` and ``S Sᵀ`` the damped input moment."""
+    root = torch.linalg.cholesky(damped(moment))
     u, s, vh = torch.linalg.svd((weight.to(torch.float64) @ root).to(dtype), full_matrices=False)
     # Vᵀ S⁻¹: solve X S = Vᵀ, i.e. Sᵀ Xᵀ = V (S lower triangular, so Sᵀ is upper).
     right = torch.linalg.solve_triangular(root.T, vh.to(torch.float64).T, upper=True).T
