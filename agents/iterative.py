@@ -67,6 +67,7 @@ from asr.finetune import (
 from asr.manifest import Utterance
 from asr.model import ASRModel
 from shrinkml_env.compression import describe_layers, export_factorised
+from shrinkml_env.plan import export_bank
 
 __all__ = ["ASRData", "FORMAT", "IterativeConfig", "IterativeResult", "default_asr_data", "menu_floor",
            "relative_increase", "run_iterative", "search_kit"]
@@ -333,7 +334,11 @@ def _run_round(config: IterativeConfig, round_dir: Path, k: int, previous: ASRMo
         return None, "nothing_within_budget"
     chosen = load_checkpoint(RunDir(round_dir / "search").model_file)[2]["ranks"]
     ranks = {key: min(rank, cap.get(key, rank)) for key, rank in chosen.items()}
-    compressed = export_factorised(start, describe_layers(start, start.compressible_layers()), ranks)
+    # Exported by the search's factorisation method (whitened or sequential factors, not plain
+    # SVD), at the ranks capped by the previous round's.
+    layers = describe_layers(start, start.compressible_layers())
+    bank = export_bank(kit.target, layers, ranks, config.search.factorisation)
+    compressed = export_factorised(start, layers, ranks, bank)
     compressed_path = round_dir / "compressed.pt"
     save_factorised_asr(compressed_path, compressed, tokenizer, {"iterative_round": k, "ranks": ranks})
     tuned = finetune(

@@ -8,12 +8,13 @@ evaluation a slice of precomputed factors written into a reusable model.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 
 from shrinkml_env.compression import (
+    LayerSpec,
     MatrixSpec,
     SearchModel,
     SVDBank,
@@ -32,7 +33,7 @@ from shrinkml_env.compression.svd import FACTORISATIONS
 from shrinkml_env.search_space import RankMenu
 from shrinkml_env.target import CompressionTarget
 
-__all__ = ["STATIC_FEATURES", "CompressionPlan"]
+__all__ = ["STATIC_FEATURES", "CompressionPlan", "export_bank", "factorisation_bank"]
 
 STATIC_FEATURES = (
     "position",
@@ -81,7 +82,7 @@ class CompressionPlan:
             self.units = [[i] for i in range(len(self.matrices))]
         self.factorisation = factorisation
         self._layers = layers
-        self.bank = _bank(target, layers, factorisation)
+        self.bank = factorisation_bank(target, layers, factorisation)
         self.device = device
         self._search: SearchModel | None = None
         # rank_table[i, a]: rank of matrix i under action a (full rank when dense).
@@ -130,9 +131,7 @@ class CompressionPlan:
         """The bank to export ``ranks`` (one per matrix) from: :attr:`bank`, except for
         ``sequential``, whose factors are refitted for this configuration on the target's
         calibration data (:func:`~shrinkml_env.compression.sequential.fit_sequential`)."""
-        if self.factorisation != "sequential":
-            return self.bank
-        return fit_sequential(self.target.model, self._layers, self.rank_map(ranks), self.target.calibrate, self.bank)
+        return export_bank(self.target, self._layers, self.rank_map(ranks), self.factorisation, self.bank)
 
     def export(self, ranks: Sequence[int]) -> torch.nn.Module:
         """The target model truly factorised at ``ranks`` (one per matrix) by this plan's method."""
@@ -242,7 +241,18 @@ class CompressionPlan:
         return float(s2[: rank_for_fraction(matrix, fraction)].sum() / s2.sum().clamp(min=1e-30))
 
 
-def _bank(target: CompressionTarget, layers, factorisation: str) -> SVDBank:
+def export_bank(target: CompressionTarget, layers: Sequence[LayerSpec], ranks: Mapping[str, int],
+                factorisation: str, bank: SVDBank | None = None) -> SVDBank:
+    """The bank to export ``target`` at ``ranks`` (rank per matrix key) by ``factorisation``:
+    its search bank (``bank``, computed when None), refitted for these ranks when
+    ``sequential``."""
+    bank = bank if bank is not None else factorisation_bank(target, layers, factorisation)
+    if factorisation != "sequential":
+        return bank
+    return fit_sequential(target.model, layers, ranks, target.calibrate, bank)
+
+
+def factorisation_bank(target: CompressionTarget, layers: Sequence[LayerSpec], factorisation: str) -> SVDBank:
     """The SVD bank of ``target`` by ``factorisation`` (``whitened`` runs its calibration;
     ``sequential`` searches with the ``whitened`` bank and refits at export)."""
     if factorisation not in FACTORISATIONS:

@@ -4,6 +4,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from agents.cli import main
 from agents.config import SearchConfig
@@ -60,6 +61,10 @@ def test_two_rounds_are_recorded_reported_and_resumed_without_new_work(setup, tm
     for k in (0, 1):
         assert {"start.pt", "search", "compressed.pt", "finetune"} <= {p.name for p in (run / f"round-{k}").iterdir()}
     assert (run / "round-1" / "search" / "report.md").is_file()
+    # Round 0 (no rank cap) fine-tunes exactly what its (whitened) search exported, not plain SVD.
+    searched = load_checkpoint(run / "round-0" / "search" / "model.pt")[0].state_dict()
+    compressed = load_checkpoint(run / "round-0" / "compressed.pt")[0].state_dict()
+    assert searched.keys() == compressed.keys() and all(torch.equal(compressed[k], v) for k, v in searched.items())
     final, _, _ = load_checkpoint(run / "model.pt")
     assert factorised_ranks(final) == second["ranks"]
     report = (run / "report.md").read_text()
