@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -29,7 +30,8 @@ from agents.config import SearchConfig
 from agents.workers import play_batch
 from shrinkml_env.env import ShrinkMLEnv
 
-__all__ = ["BASELINES", "pareto_allocations", "random_actions", "random_episode", "uniform_action"]
+__all__ = ["BASELINES", "Sensitivity", "pareto_allocations", "random_actions", "random_episode",
+           "sensitivity_scan", "uniform_action"]
 
 logger = logging.getLogger(__name__)
 _TOLERANCE = 1e-9
@@ -124,19 +126,43 @@ def run_evolution(
     return reason
 
 
-def run_greedy(config: SearchConfig, env: EvaluationRecorder, log: SearchLog, rng: np.random.Generator) -> str:
-    """Sensitivity scan, predicted-best allocation, then hill climbing on measured rewards."""
+@dataclass(frozen=True)
+class Sensitivity:
+    """What the sensitivity scan measured and predicts.
+
+    Attributes:
+        rise: ``(steps, K)`` search-score rise over the dense model of each menu action at
+            each step with every other step dense (measured where scanned, interpolated
+            between scanned actions elsewhere; 0 at "keep dense").
+        allocation: the allocation within the budget of the lowest summed rise (one action
+            per step), or None when none fits.
+        capacity: the budget in the env's budgeted units (parameters or milliseconds).
+    """
+
+    rise: np.ndarray
+    allocation: tuple[int, ...] | None
+    capacity: float
+
+
+def sensitivity_scan(config: SearchConfig, env: EvaluationRecorder, log: SearchLog
+                     ) -> tuple[Sensitivity | None, str | None]:
+    """Each step alone at evenly spaced menu actions (every other step dense), then the
+    allocation those measurements predict best (an exact multiple-choice knapsack).
+
+    The scan spends at most ``steps × (K − 1)`` evaluations, fewer when the budget is small
+    (``(evaluations − 1) // steps`` levels), from the whole budget so a resumed run replays it.
+
+    Returns:
+        ``(sensitivity, None)``; ``(None, None)`` when the budget cannot scan one level per
+        step; ``(None, reason)`` when the search must stop during the scan.
+    """
     main: ShrinkMLEnv = env.unwrapped
     steps, menu_size = main.costs.unit_costs.shape
     dense = menu_size - 1
-    # From the whole budget, not what is left, so a resumed run replays the same scan.
     levels = min(dense, (log.limit - 1) // steps)
     if levels < 1:
-        logger.warning(
-            "greedy: %d evaluations cannot scan %d layers; evaluating uniform compression instead",
-            log.limit, steps,
-        )
-        return run_uniform(config, env, log, rng)
+        logger.warning("sensitivity scan: %d evaluations cannot scan %d layers", log.limit, steps)
+        return None, None
     scanned = np.unique(np.round(np.linspace(0, dense - 1, levels)).astype(int))
     # Single-layer configurations exceed the budget, so they are measured through an
     # unconstrained twin env sharing the cache and the log.
@@ -158,20 +184,29 @@ def run_greedy(config: SearchConfig, env: EvaluationRecorder, log: SearchLog, rn
         for (t, action), info in zip(scan, infos):
             wer[t, action] = info["wer"]
         if (reason := _stop_reason(log, config)) is not None and len(infos) < len(scan):
-            return reason
+            return None, reason
     else:
         for (t, action), actions in zip(scan, episodes):
             if (reason := _stop_reason(log, config)) is not None:
-                return reason
+                return None, reason
             wer[t, action] = play(twin_env, actions)["wer"]
     known = np.append(scanned, dense)
     for t in range(steps):  # unscanned menu ranks: interpolate between measured neighbours
         wer[t] = np.interp(np.arange(menu_size), known, wer[t, known])
     capacity = main.costs.capacity(main.budget)
     allocations = pareto_allocations(main.costs.unit_costs, wer - baseline, capacity)
-    if not allocations:
+    return Sensitivity(wer - baseline, allocations[0] if allocations else None, capacity), None
+
+
+def run_greedy(config: SearchConfig, env: EvaluationRecorder, log: SearchLog, rng: np.random.Generator) -> str:
+    """Sensitivity scan, predicted-best allocation, then hill climbing on measured rewards."""
+    scan, reason = sensitivity_scan(config, env, log)
+    if reason is not None:
+        return reason
+    if scan is None or scan.allocation is None:
+        logger.warning("greedy: evaluating uniform compression instead")
         return run_uniform(config, env, log, rng)
-    return _hill_climb(config, env, log, allocations[0], wer - baseline, capacity)
+    return _hill_climb(config, env, log, scan.allocation, scan.rise, scan.capacity)
 
 
 def _hill_climb(

@@ -76,6 +76,9 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
                    "error of each matrix's outputs on calibration data; same exported structure) "
                    "or sequential (searches as whitened, then refits each exported model layer by layer "
                    "to the dense outputs given the compressed layers below) (default: %(default)s)")
+    p.add_argument("--warm-start", action="store_true",
+                   help="ppo, a2c, maskable_ppo: start from the sensitivity scan (its evaluations count), with "
+                   "each layer's sensitivity in the observation and the policy taught the allocation it predicts best")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -103,6 +106,7 @@ def search_config_from_args(args: argparse.Namespace) -> SearchConfig:
         device=args.device,
         score=args.score,
         factorisation=args.factorisation,
+        warm_start=args.warm_start,
         workers=args.workers,
         ray_address=args.ray_address,
         worker_threads=args.worker_threads,

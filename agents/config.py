@@ -91,6 +91,10 @@ class SearchConfig:
         budget_metric: what ``budget`` limits: ``"size"`` (default) or ``"latency"`` (the
             predicted latency of the model on this machine, from a measured per-layer table).
         latency_batch: utterances per call in the latency measurement (``"latency"`` only).
+        warm_start: on-policy RL agents (``ppo``, ``a2c``, ``maskable_ppo``) only: run the
+            sensitivity scan first (its evaluations count), show each step's sensitivity in
+            the observation and start the policy at the allocation it predicts best
+            (:mod:`agents.rl`).
     """
 
     agent: str = "greedy"  # lowest dev-pool WER at sizes 0.5 and 0.3 (benchmarks/results/agent_choice.json)
@@ -116,6 +120,7 @@ class SearchConfig:
     worker_gpus: float = 0.0
     budget_metric: str = "size"
     latency_batch: int = 1
+    warm_start: bool = False
 
     def __post_init__(self) -> None:
         _check_agent(self.agent)
@@ -165,6 +170,13 @@ class SearchConfig:
             raise ValueError(
                 "dqn learns from whole episodes one env at a time, so it cannot collect episodes on "
                 f"{self.workers} workers; use --workers 1 with dqn, or an on-policy agent (ppo, a2c, maskable_ppo)"
+            )
+        if not isinstance(self.warm_start, bool):
+            raise TypeError(f"warm_start must be True or False; got {self.warm_start!r}")
+        if self.warm_start and self.agent not in ("ppo", "a2c", "maskable_ppo"):
+            raise ValueError(
+                f"warm_start applies to the on-policy RL agents ppo, a2c and maskable_ppo; agent "
+                f"{self.agent!r} cannot start from the sensitivity scan (greedy is the scan itself)"
             )
         object.__setattr__(self, "budget", float(self.budget))
         object.__setattr__(self, "constraint", constraint)

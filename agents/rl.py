@@ -6,6 +6,16 @@ decoding. Hence the defaults: ``gamma = 1`` (the terminal reward is the whole re
 rollouts of a few whole episodes, small networks, and for DQN a warm-up of random episodes
 before learning. Every hyperparameter can be overridden (``SearchConfig.sb3``); learning
 stops through :class:`BudgetCallback` the moment the evaluation budget is spent.
+
+**Warm start** (``SearchConfig.warm_start``, on-policy agents): the greedy baseline's
+sensitivity scan runs first (each layer alone at evenly spaced ranks; its evaluations count
+against the budget), each step's measured score rise per menu action is appended to the
+observation (:class:`SensitivityFeatures`), and the fresh policy is taught the allocation the
+scan predicts best (a few gradient steps of behaviour cloning, until each of its actions has
+probability 0.5) before it learns from rewards. The agent then starts where greedy starts
+and explores around it, with the layer sensitivities in view. Written here because SB3 has
+no pre-training hook for on-policy agents (its imitation library, ``imitation``, trains
+from expert rollouts, not from one allocation).
 """
 
 from __future__ import annotations
@@ -14,15 +24,22 @@ import inspect
 import logging
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
 from agents.budget import EvaluationRecorder, SearchLog
 from agents.config import RL_AGENTS, SearchConfig
 
-__all__ = ["BudgetCallback", "algorithm_class", "check_hyperparameters", "hyperparameters", "run_rl"]
+__all__ = ["BudgetCallback", "SensitivityFeatures", "algorithm_class", "check_hyperparameters",
+           "hyperparameters", "run_rl"]
 
 logger = logging.getLogger(__name__)
+
+# Behaviour cloning of the warm start stops once every action of the allocation has this
+# probability (geometric mean), or after this many gradient steps.
+_IMITATION_PROBABILITY = 0.5
+_IMITATION_STEPS = 500
 
 # Set by the search itself, never by overrides.
 _RESERVED = ("self", "env", "seed", "verbose", "tensorboard_log", "device", "_init_setup_model")
@@ -167,6 +184,16 @@ def run_rl(config: SearchConfig, env: EvaluationRecorder, log: SearchLog, rng: n
         _check_tensorboard()
     steps = env.unwrapped.steps
     params = hyperparameters(config, steps)
+    allocation = None
+    if config.warm_start:
+        from agents.baselines import sensitivity_scan
+
+        scan, reason = sensitivity_scan(config, env, log)
+        if log.exhausted or reason is not None:
+            return "budget" if log.exhausted else "episode_limit"
+        menu_size = env.unwrapped.menu.size
+        env = SensitivityFeatures(env, scan.rise if scan is not None else np.zeros((steps, menu_size)))
+        allocation = scan.allocation if scan is not None else None
     if config.agent != "dqn":
         for _ in range(default_warmup(config)):
             if log.exhausted or log.episodes >= config.episode_limit:
@@ -193,6 +220,8 @@ def run_rl(config: SearchConfig, env: EvaluationRecorder, log: SearchLog, rng: n
     if config.tensorboard is None:
         # SB3's default logger makes an empty /tmp/SB3-<time> folder on every learn().
         model.set_logger(Logger(folder=None, output_formats=[]))
+    if allocation is not None:
+        _imitate(model, env, allocation)
     callback = BudgetCallback(log, config.episode_limit)
     remaining = max(config.episode_limit - log.episodes, 0) * steps
     if remaining and not log.exhausted:
@@ -208,3 +237,63 @@ def _check_tensorboard() -> None:
             "TensorBoard logging needs the `tensorboard` package, which is not installed; "
             "`pip install tensorboard`, or drop --tensorboard"
         ) from e
+
+
+class SensitivityFeatures(gym.ObservationWrapper):
+    """Appends the current step's measured sensitivity to the observation: the score rise of
+    each of the ``K`` menu actions (that layer alone compressed), divided by the largest rise
+    of any step and action, so ``K`` more features in ``[0, 1]``.
+
+    Args:
+        env: the (recorder-wrapped) ``ShrinkML-v0`` env.
+        rise: ``(steps, K)`` score rises from :func:`~agents.baselines.sensitivity_scan`.
+    """
+
+    def __init__(self, env: gym.Env, rise: np.ndarray) -> None:
+        super().__init__(env)
+        base = env.unwrapped
+        if rise.shape != (base.steps, base.menu.size):
+            raise ValueError(f"sensitivity of shape {rise.shape}; the env has {base.steps} steps of "
+                             f"{base.menu.size} actions")
+        scale = max(float(np.nanmax(rise)), 1e-9)
+        self.features = np.clip(np.nan_to_num(rise / scale), 0.0, 1.0).astype(np.float32)
+        low, high = env.observation_space.low, env.observation_space.high
+        self.observation_space = gym.spaces.Box(
+            np.concatenate([low, np.zeros(base.menu.size, np.float32)]),
+            np.concatenate([high, np.ones(base.menu.size, np.float32)]), dtype=np.float32)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        base = self.env.unwrapped
+        t = min(base.steps - base.steps_left, base.steps - 1)
+        return np.concatenate([observation, self.features[t]]).astype(np.float32)
+
+
+def _imitate(model: Any, env: gym.Env, allocation: tuple[int, ...]) -> float:
+    """Plays ``allocation`` (one evaluation, the warm start's starting point) and clones it
+    into ``model``'s fresh policy (see the module docstring); returns the policy's probability
+    of each of its actions afterwards (geometric mean)."""
+    import torch
+
+    observations = []
+    obs, _ = env.reset()
+    for t, action in enumerate(allocation):
+        observations.append(obs)
+        obs, _, terminated, _, _ = env.step(int(action))
+        if t == len(allocation) - 1 and not terminated:
+            raise AssertionError("an episode takes exactly one action per step")
+    policy = model.policy
+    obs_tensor, _ = policy.obs_to_tensor(np.stack(observations))
+    actions = torch.as_tensor(np.asarray(allocation), device=policy.device)
+    policy.set_training_mode(True)
+    for _ in range(_IMITATION_STEPS + 1):
+        _, log_prob, _ = policy.evaluate_actions(obs_tensor, actions)
+        probability = float(log_prob.detach().mean().exp())
+        if probability >= _IMITATION_PROBABILITY:
+            break
+        loss = -log_prob.mean()
+        policy.optimizer.zero_grad()
+        loss.backward()
+        policy.optimizer.step()
+    policy.set_training_mode(False)
+    logger.info("warm start: the policy plays the scan's allocation with probability %.2f per step", probability)
+    return probability

@@ -74,3 +74,56 @@ def test_tensorboard_without_the_package_is_a_clear_error(target, tmp_path):
     config = SearchConfig(agent="ppo", target="toy", evaluations=2, tensorboard=str(tmp_path))
     with pytest.raises(ValueError, match=r"needs the `tensorboard` package"):
         search(target, config)
+
+
+def _greedy(target, config):
+    from agents.baselines import run_greedy
+
+    env = ShrinkMLEnv(target=target, budget=config.budget)
+    log = SearchLog(config.evaluations, env)
+    recorder = EvaluationRecorder(env, log)
+    recorder.reset(seed=0)
+    run_greedy(SearchConfig(agent="greedy", target="toy", budget=config.budget, evaluations=config.evaluations),
+               recorder, log, np.random.default_rng(0))
+    return log
+
+
+@pytest.mark.parametrize("agent", ["ppo", "maskable_ppo"])
+def test_a_warm_start_scans_like_greedy_starts_at_its_allocation_and_then_learns(target, monkeypatch, agent):
+    import agents.rl as rl
+
+    config = SearchConfig(agent=agent, target="toy", budget=0.4, evaluations=30, warm_start=True)
+    greedy = _greedy(target, config)
+    cloned = {}
+    imitate = rl._imitate
+
+    def watched(model, env, allocation):
+        cloned["probability"] = imitate(model, env, allocation)
+        cloned["shape"] = model.observation_space.shape
+        return cloned["probability"]
+
+    monkeypatch.setattr(rl, "_imitate", watched)
+    log, reason = search(target, config)
+    assert reason == "budget" and log.count == 30
+    scan = len([r for r in greedy.records if r.size_ratio > 0.4 + 1e-9])
+    # The scan is greedy's (same configurations, same order), then greedy's predicted-best allocation.
+    assert [r.ranks for r in log.records[: scan + 1]] == [r.ranks for r in greedy.records[: scan + 1]]
+    assert cloned["probability"] >= 0.5 and cloned["shape"] == (16 + 9,)
+    assert log.best().search_wer <= greedy.records[scan].search_wer
+
+
+def test_sensitivity_features_are_the_steps_rise_scaled_into_unit_range(target):
+    from agents.rl import SensitivityFeatures
+
+    env = ShrinkMLEnv(target=target, budget=0.5)
+    rise = np.arange(env.steps * env.menu.size, dtype=float).reshape(env.steps, env.menu.size)
+    wrapped = SensitivityFeatures(env, rise)
+    obs, _ = wrapped.reset()
+    assert wrapped.observation_space.contains(obs)
+    np.testing.assert_allclose(obs[16:], rise[0] / rise.max(), rtol=1e-6)
+    obs, *_ = wrapped.step(3)
+    np.testing.assert_allclose(obs[16:], rise[1] / rise.max(), rtol=1e-6)
+    with pytest.raises(ValueError, match="sensitivity of shape"):
+        SensitivityFeatures(env, rise[:-1])
+    with pytest.raises(ValueError, match="warm_start applies to the on-policy RL agents"):
+        SearchConfig(agent="greedy", warm_start=True)
