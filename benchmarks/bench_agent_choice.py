@@ -7,7 +7,11 @@ decoded on a **dev pool**: dev
 utterances that are neither in the search subset (what the agents optimised) nor in the
 calibration set (what the whitened factors were fitted on). The default is the agent with the
 lowest dev-pool WER, averaged over sizes of each size's median over seeds. Test WER (whole
-split) is written beside it for the README, never used to choose.
+split, or ``--test-utterances``) is written beside it for the README, never used to choose.
+
+Agents are named as ``shrinkml search --agent`` takes them; ``NAME+warm`` is an RL agent with
+``--warm-start``. ``--reuse`` also takes an earlier ``agent_choice.json`` (same pool, sizes and
+evaluations): its rows are kept as they are, so new agents join an earlier comparison.
 
 Writes ``agent_choice.json`` (``benchmarks/results`` or ``--output-dir``).
 
@@ -15,6 +19,7 @@ Run::
 
     python -m benchmarks.bench_agent_choice                                   # ppo and greedy, 3 seeds
     python -m benchmarks.bench_agent_choice --reuse ppo_headline.json --agents greedy --seeds 0
+    python -m benchmarks.bench_agent_choice --reuse agent_choice.json --agents ppo+warm,tpe
 """
 
 from __future__ import annotations
@@ -53,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", default="0.5,0.3", help="size budgets (default: %(default)s)")
     p.add_argument("--seeds", default="0,1,2", help="seeds of the agents searched here")
     p.add_argument("--evaluations", type=int, default=SearchConfig.evaluations)
-    p.add_argument("--reuse", type=Path, help="a headline.json whose agent's configurations (and uniform opponents) are reused")
+    p.add_argument("--reuse", type=Path, help="a headline.json whose agent's configurations (and uniform opponents) "
+                   "are reused, or an agent_choice.json whose rows are kept")
+    p.add_argument("--test-utterances", type=int, help="test utterances for the reported test WER (default: all)")
     p.add_argument("--pool-start", type=int, default=600)
     p.add_argument("--pool", type=int, default=600)
     p.add_argument("--threads", type=int, default=2)
@@ -68,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     from asr.text import CharTokenizer
 
     sizes = parse_size_ratios(p, args.sizes)
-    kit = make_search_target("default")
+    kit = make_search_target("default", test_utterances=args.test_utterances)
     kit.test_error = MemoisedTestError(kit.test_error)
     target = kit.target
     pool = dev_pool(args.pool_start, args.pool)
@@ -82,6 +89,12 @@ def main(argv: list[str] | None = None) -> int:
         if reused["meta"]["evaluations"] != args.evaluations or reused["meta"]["sizes"] != sizes:
             p.error(f"--reuse {args.reuse} ran {reused['meta']['evaluations']} evaluations at sizes "
                     f"{reused['meta']['sizes']}; this run: {args.evaluations} at {sizes}")
+        if "chosen" in reused and reused["meta"]["pool"] != [args.pool_start, args.pool_start + args.pool]:
+            p.error(f"--reuse {args.reuse} scored the dev pool {reused['meta']['pool']}; this run: "
+                    f"{[args.pool_start, args.pool_start + args.pool]}")
+    for row in reused["rows"] if args.reuse is not None and "chosen" in reused else []:
+        rows.append({**row, "from": row.get("from", args.reuse.name)})
+    if args.reuse is not None and "chosen" not in reused:
         for row in reused["rows"]:
             if row["method"] in ("search", "uniform"):
                 rows.append({"agent": row.get("agent", "uniform") if row["method"] == "search" else "uniform",
@@ -89,10 +102,14 @@ def main(argv: list[str] | None = None) -> int:
                              "size_ratio": row["size_ratio"], "test_wer": row["test_wer"],
                              "factorisation": row["factorisation"], "from": str(args.reuse.name)})
     for agent in parse_names(args.agents):
+        name, _, variant = agent.partition("+")
+        if variant not in ("", "warm"):
+            p.error(f"agent {agent!r}: the only variant is NAME+warm (an RL agent with --warm-start)")
         for size in sizes:
             for seed in parse_ints(args.seeds):
-                config = SearchConfig(agent=agent, budget=size, seed=seed, target="default",
-                                      evaluations=args.evaluations)
+                config = SearchConfig(agent=name, budget=size, seed=seed, target="default",
+                                      evaluations=args.evaluations, warm_start=variant == "warm",
+                                      test_utterances=args.test_utterances)
                 with tempfile.TemporaryDirectory() as tmp:
                     result = run_search(config, Path(tmp) / "run", kit)
                 rows.append({"agent": agent, "budget": size, "seed": seed, "ranks": list(result.best.ranks),
@@ -105,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
                                  "factorisation": config.factorisation, "opponent_of": agent})
     envs = {}
     for row in rows:
+        if "dev_pool_wer" in row:  # kept from an earlier agent_choice.json (same pool)
+            continue
         method = row["factorisation"]
         if method not in envs:
             envs[method] = ShrinkMLEnv(target=target, budget=1.0, factorisation=method)
@@ -130,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                              pool_utterances=len(pool), evaluations=args.evaluations,
                              agents=list(parse_names(args.agents)), seeds=list(parse_ints(args.seeds)),
                              reuse=None if args.reuse is None else args.reuse.name,
+                             test_utterances=args.test_utterances,
                              seconds=round(time.perf_counter() - started, 1)),
         "dense_dev_pool_wer": dense_pool,
         "rows": rows,
