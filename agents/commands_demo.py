@@ -83,8 +83,8 @@ def _demo(args: argparse.Namespace) -> int:
     for label, c in candidates:
         if c is not None:
             rows.append((label, c.size_ratio, c.model_params, c.search_wer, c.test_wer))
-    print(f"\nShrinkML demo: budget {config.budget}, rank menu {config.rank_menu}, {result.evaluations} search evaluations, "
-          f"{config.test_utterances} test utterances")
+    print(f"\nShrinkML demo: budget {config.budget}, rank menu {config.rank_menu}, {config.factorisation} factorisation, "
+          f"{result.evaluations} search evaluations, {config.test_utterances} test utterances")
     column = "search WER" if config.score == "wer" else f"search {config.score}"
     print(f"{'model':32s} {'size ratio':>10s} {'parameters':>11s} {column:>10s} {'test WER':>9s}")
     for name, ratio, params, search_wer, test_wer in rows:
@@ -95,6 +95,7 @@ def _demo(args: argparse.Namespace) -> int:
     print(json.dumps({
         "budget": config.budget,
         "rank_menu": config.rank_menu,
+        "factorisation": config.factorisation,
         "evaluations": result.evaluations,
         "dense_test_wer": result.baseline_test_wer,
         "uniform": {"size_ratio": uniform.size_ratio, "test_wer": uniform.test_wer},
