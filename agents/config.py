@@ -79,8 +79,8 @@ class SearchConfig:
             and searched configuration tried, ``benchmarks/results/methods.json``) or
             ``"plain"`` (truncated SVD; needs no calibration data) or ``"sequential"``
             (whitened scores during the search; every exported model refitted layer by
-            layer to the dense outputs given the compressed layers below, about a minute
-            per export on the shipped model). The exported models have the same structure
+            layer to the dense outputs given the compressed layers below, 1–2 minutes per
+            export on the shipped model; no better than whitened on the dev pool there). The exported models have the same structure
             whichever it is.
         workers: terminal evaluations run on this many Ray actors (1: in this process);
             may change when a search resumes.
