@@ -78,6 +78,15 @@ def test_a_calibration_that_feeds_the_two_models_different_data_is_refused(fitte
 
     with pytest.raises(ValueError, match="same data in the same order"):
         fit_sequential(target.model, layers, ranks, drifting, whitened)
+    calls.clear()
+
+    def shrinking(model):  # the second (compressed) pass feeds one batch fewer
+        calls.append(1)
+        for _ in range(2 + len(calls) % 2):
+            model(torch.randn(4, 16, model.encoder[0].input_size, generator=torch.Generator().manual_seed(0)))
+
+    with pytest.raises(ValueError, match="fewer times in the compressed model"):
+        fit_sequential(target.model, layers, ranks, shrinking, whitened)
     with pytest.raises(ValueError, match="fitted per configuration"):
         SVDBank.compute(target.model, layers, method="sequential")
 

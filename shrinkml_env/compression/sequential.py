@@ -137,6 +137,12 @@ def fit_sequential(
                 calibrate(model)
             with input_hooks(working.model, [path], paired.pair):
                 calibrate(working.model)
+        if left := sorted(key for key, rows in paired.dense.items() if rows):
+            raise ValueError(
+                f"the calibration run fed matrix {left[0]!r} fewer times in the compressed model than in "
+                "the dense one; sequential fitting needs calibrate() to feed both the same data in the "
+                "same order (teacher forcing, no sampling)"
+            )
         for spec in specs:
             if paired.counts[spec.key] == 0:
                 raise ValueError(
