@@ -80,8 +80,8 @@ class SearchConfig:
             ``"plain"`` (truncated SVD; needs no calibration data) or ``"sequential"``
             (whitened scores during the search; every exported model refitted layer by
             layer to the dense outputs given the compressed layers below, 1–2 minutes per
-            export on the shipped model; no better than whitened on the dev pool there). The exported models have the same structure
-            whichever it is.
+            export on the shipped model; no better than whitened on the dev pool there).
+            The exported models have the same structure whichever it is.
         workers: terminal evaluations run on this many Ray actors (1: in this process);
             may change when a search resumes.
         ray_address: an existing Ray cluster to run the workers on (None: a local one).

@@ -208,7 +208,7 @@ def run_search(
                     uniform_point["search_wer"])
     chosen = matched = latency = None
     if best is not None:
-        model = _export(kit, env, best.ranks)
+        model = env.plan.export(best.ranks)
         chosen = _candidate(kit, env, config.agent, best.ranks, best.search_wer, model)
         kit.save_model(run.model_file, model, _model_meta(config, env, chosen))
         matched = (_uniform_at_latency(kit, env, log, best.latency_ratio) if config.budget_metric == "latency"
@@ -297,10 +297,6 @@ def _rl_runner():
     return run_rl
 
 
-def _export(kit: SearchTarget, env: ShrinkMLEnv, ranks: tuple[int, ...]) -> nn.Module:
-    return env.plan.export(ranks)
-
-
 def _measured_latency(env: ShrinkMLEnv, exported: nn.Module, predicted_ratio: float | None,
                       repeats: int = 3) -> dict[str, float]:
     """The exported model timed end to end on the latency workload, interleaved with the dense one."""
@@ -330,7 +326,7 @@ def _candidate(kit: SearchTarget, env: ShrinkMLEnv, label: str, ranks: tuple[int
 
 
 def _test(kit: SearchTarget, env: ShrinkMLEnv, label: str, ranks: tuple[int, ...], search_wer: float) -> Candidate:
-    return _candidate(kit, env, label, ranks, search_wer, _export(kit, env, ranks))
+    return _candidate(kit, env, label, ranks, search_wer, env.plan.export(ranks))
 
 
 def _model_meta(config: SearchConfig, env: ShrinkMLEnv, chosen: Candidate) -> dict[str, Any]:

@@ -39,7 +39,6 @@ from agents.targets import make_search_target
 from benchmarks.common import parse_size_ratios, run_metadata
 from benchmarks.search_study import MemoisedTestError, parse_ints, parse_names
 from benchmarks.study_output import set_threads, write_output
-from shrinkml_env.compression import describe_layers, export_factorised
 from shrinkml_env.env import ShrinkMLEnv
 
 
@@ -82,7 +81,6 @@ def main(argv: list[str] | None = None) -> int:
     check_calibration(target.calibrate.utterances, dev_pool=pool)
     tokenizer = CharTokenizer()
     batches = prepare_feature_batches(pool, LogMelFrontend(), tokenizer)
-    layers = describe_layers(target.model, target.layers)
     rows: list[dict[str, Any]] = []
     if args.reuse is not None:
         reused = json.loads(args.reuse.read_text())
@@ -92,15 +90,15 @@ def main(argv: list[str] | None = None) -> int:
         if "chosen" in reused and reused["meta"]["pool"] != [args.pool_start, args.pool_start + args.pool]:
             p.error(f"--reuse {args.reuse} scored the dev pool {reused['meta']['pool']}; this run: "
                     f"{[args.pool_start, args.pool_start + args.pool]}")
-    for row in reused["rows"] if args.reuse is not None and "chosen" in reused else []:
-        rows.append({**row, "from": row.get("from", args.reuse.name)})
-    if args.reuse is not None and "chosen" not in reused:
-        for row in reused["rows"]:
-            if row["method"] in ("search", "uniform"):
-                rows.append({"agent": row.get("agent", "uniform") if row["method"] == "search" else "uniform",
-                             "budget": row["budget"], "seed": row["seed"], "ranks": row["ranks"],
-                             "size_ratio": row["size_ratio"], "test_wer": row["test_wer"],
-                             "factorisation": row["factorisation"], "from": str(args.reuse.name)})
+        if "chosen" in reused:  # an earlier agent_choice.json: its rows as they are
+            rows.extend({**row, "from": row.get("from", args.reuse.name)} for row in reused["rows"])
+        else:  # a headline.json: its searched configurations and their uniform opponents
+            for row in reused["rows"]:
+                if row["method"] in ("search", "uniform"):
+                    rows.append({"agent": row.get("agent", "uniform") if row["method"] == "search" else "uniform",
+                                 "budget": row["budget"], "seed": row["seed"], "ranks": row["ranks"],
+                                 "size_ratio": row["size_ratio"], "test_wer": row["test_wer"],
+                                 "factorisation": row["factorisation"], "from": str(args.reuse.name)})
     for agent in parse_names(args.agents):
         name, _, variant = agent.partition("+")
         if variant not in ("", "warm"):
@@ -128,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         if method not in envs:
             envs[method] = ShrinkMLEnv(target=target, budget=1.0, factorisation=method)
         plan = envs[method].plan
-        model = export_factorised(target.model, layers, plan.rank_map(row["ranks"]), plan.bank).eval()
+        model = plan.export(row["ranks"]).eval()
         row["dev_pool_wer"] = evaluate_batches(model, tokenizer, batches).wer
     dense_pool = evaluate_batches(target.model, tokenizer, batches).wer
     summary: dict[str, dict[str, Any]] = {}

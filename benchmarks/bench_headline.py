@@ -41,7 +41,6 @@ from benchmarks.common import (
 from benchmarks.search_study import MemoisedTestError, parse_ints
 from benchmarks.study_output import output_path, set_threads, write_output, write_text
 from shrinkml_env.atomic import atomic_write_bytes
-from shrinkml_env.compression import describe_layers, export_factorised
 from shrinkml_env.compression.timing import interleaved_medians_ms
 from shrinkml_env.env import ShrinkMLEnv
 
@@ -62,7 +61,6 @@ def run(args) -> dict[str, Any]:
     kit = make_search_target(args.target)  # whole test split
     kit.test_error = MemoisedTestError(kit.test_error)  # the dense model and shared opponents once
     dense = kit.target.model
-    layers = describe_layers(dense, kit.target.layers)
     models: dict[str, torch.nn.Module] = {"dense": dense}
     rows: list[dict[str, Any]] = [{"method": "dense", "size_ratio": 1.0, "test_wer": None, "name": "dense"}]
     # Exports only: one plan (bank) of the searches' factorisation serves every size and seed.
@@ -76,7 +74,7 @@ def run(args) -> dict[str, Any]:
                 raise RuntimeError(f"the search at size {size}, seed {seed} found nothing within its budget")
             rows[0]["test_wer"] = result.baseline_test_wer
             name = f"search {size} seed {seed}"  # exported as the search exported it
-            models[name] = export_factorised(dense, layers, plan.rank_map(result.best.ranks), plan.bank).eval()
+            models[name] = plan.export(result.best.ranks).eval()
             rows.append({"method": "search", "name": name, "budget": size, "seed": seed,
                          "agent": config.agent, "rank_menu": config.rank_menu,
                          "factorisation": config.factorisation, "evaluations": result.evaluations,
@@ -88,7 +86,7 @@ def run(args) -> dict[str, Any]:
                          "search_seconds": result.seconds})
             uniform_name = f"uniform {size} seed {seed}"
             ranks = result.uniform_at_size.ranks
-            models[uniform_name] = export_factorised(dense, layers, plan.rank_map(ranks), plan.bank).eval()
+            models[uniform_name] = plan.export(ranks).eval()
             rows.append({"method": "uniform", "name": uniform_name, "budget": size, "seed": seed,
                          "factorisation": config.factorisation, "ranks": list(ranks),
                          "size_ratio": result.uniform_at_size.size_ratio,

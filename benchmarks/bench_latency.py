@@ -48,7 +48,7 @@ from benchmarks.common import (
     run_metadata,
 )
 from benchmarks.study_output import set_threads, write_output
-from shrinkml_env.compression import describe_layers, export_factorised, fastest_routes
+from shrinkml_env.compression import fastest_routes
 from shrinkml_env.compression.timing import interleaved_medians_ms
 from shrinkml_env.env import ShrinkMLEnv
 
@@ -69,13 +69,11 @@ def _configurations(env: ShrinkMLEnv, count: int, seed: int) -> dict[str, list[i
 
 
 def predicted_vs_measured(env: ShrinkMLEnv, args) -> list[dict[str, Any]]:
-    layers = describe_layers(env.target.model, env.target.layers)
     configs = _configurations(env, args.random_configs, args.seed)
     models, rows = {}, []
     for name, actions in configs.items():
         ranks = env.plan.ranks(actions)
-        models[name] = env.target.model if name == "dense" else export_factorised(
-            env.target.model, layers, env.plan.rank_map(ranks), env.plan.bank).eval()
+        models[name] = env.target.model if name == "dense" else env.plan.export(ranks).eval()
         rows.append({"config": name, "actions": list(actions), "size_ratio": env.plan.params(ranks) / env.plan.dense_total,
                      "predicted_ms": env.costs.total(actions), "predicted_ratio": env.costs.ratio(actions)})
     dev = env.target.inference
