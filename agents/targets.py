@@ -20,7 +20,7 @@ from torch import nn
 
 from shrinkml_env.target import CompressionTarget, ToyModel, toy_error, toy_target
 
-__all__ = ["SearchTarget", "asr_search_target", "asr_test_scorer", "make_search_target", "toy_search_target"]
+__all__ = ["SearchTarget", "asr_dev_pool_scorer", "asr_search_target", "asr_test_scorer", "dev_pool_utterances", "make_search_target", "toy_search_target"]
 
 
 @dataclass
@@ -113,28 +113,52 @@ def asr_test_scorer(tokenizer: Any, test_utterances: int | None = None) -> _ASRT
     return _ASRTestError(tokenizer, test_utterances)
 
 
+def asr_dev_pool_scorer(tokenizer: Any, start: int = 600, count: int = 600) -> _ASRTestError:
+    """Greedy decoding of a **dev pool**: dev utterances ``start..start+count`` of the default
+    corpus that are not in the search subset. Agents never see it (they search on the
+    subset) and calibration never touches it (checked on first use), so design choices made
+    on it are held out; test stays for the final tables."""
+    return _ASRTestError(tokenizer, None, pool=(start, count))
+
+
+def dev_pool_utterances(start: int = 600, count: int = 600) -> list:
+    """The dev pool of :func:`asr_dev_pool_scorer`."""
+    from asr.default import load_split
+
+    search_ids = {u.id for u in load_split("search")}
+    return [u for u in load_split("dev")[start : start + count] if u.id not in search_ids]
+
+
 class _ASRTestError:
-    """Greedy WER on the test split; features are prepared once, on the first call.
+    """Greedy WER on the test split (or a dev pool); features are prepared once, on the first call.
 
     :meth:`evaluate` returns the whole :class:`~asr.evaluate.Evaluation` (transcripts, and so
     per-utterance errors for paired comparisons); calling the object returns its WER.
     """
 
-    def __init__(self, tokenizer: Any, limit: int | None) -> None:
-        self.tokenizer, self.limit = tokenizer, limit
+    def __init__(self, tokenizer: Any, limit: int | None, pool: tuple[int, int] | None = None) -> None:
+        self.tokenizer, self.limit, self.pool = tokenizer, limit, pool
         self._batches: list | None = None
+
+    def _utterances(self) -> list:
+        from asr.default import load_split
+
+        if self.pool is None:
+            utterances = load_split("test")
+            return utterances if self.limit is None else utterances[: self.limit]
+        from asr.calibration import check_calibration, default_calibration
+
+        pool = dev_pool_utterances(*self.pool)
+        check_calibration(default_calibration(), dev_pool=pool)
+        return pool
 
     def evaluate(self, model: nn.Module) -> Any:
         from asr.data import prepare_feature_batches
-        from asr.default import load_split
         from asr.evaluate import evaluate_batches
         from asr.features import LogMelFrontend
 
         if self._batches is None:
-            utterances = load_split("test")
-            if self.limit is not None:
-                utterances = utterances[: self.limit]
-            self._batches = list(prepare_feature_batches(utterances, LogMelFrontend(), self.tokenizer))
+            self._batches = list(prepare_feature_batches(self._utterances(), LogMelFrontend(), self.tokenizer))
         return evaluate_batches(model, self.tokenizer, self._batches)
 
     def __call__(self, model: nn.Module) -> float:

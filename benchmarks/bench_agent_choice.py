@@ -35,20 +35,11 @@ from typing import Any
 
 from agents.config import SearchConfig
 from agents.search import run_search
-from agents.targets import make_search_target
+from agents.targets import dev_pool_utterances, make_search_target
 from benchmarks.common import parse_size_ratios, run_metadata
 from benchmarks.search_study import MemoisedTestError, parse_ints, parse_names
 from benchmarks.study_output import set_threads, write_output
 from shrinkml_env.env import ShrinkMLEnv
-
-
-def dev_pool(start: int, count: int):
-    """Dev utterances ``start..start+count`` outside the search subset and the calibration set."""
-    from asr.default import load_split
-
-    kit_ids = {u.id for u in load_split("search")}
-    dev = load_split("dev")
-    return [u for u in dev[start : start + count] if u.id not in kit_ids]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     kit = make_search_target("default", test_utterances=args.test_utterances)
     kit.test_error = MemoisedTestError(kit.test_error)
     target = kit.target
-    pool = dev_pool(args.pool_start, args.pool)
+    pool = dev_pool_utterances(args.pool_start, args.pool)
     check_calibration(target.calibrate.utterances, dev_pool=pool)
     tokenizer = CharTokenizer()
     batches = prepare_feature_batches(pool, LogMelFrontend(), tokenizer)

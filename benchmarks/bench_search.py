@@ -40,7 +40,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from agents.config import AGENTS, SearchConfig
+from agents.config import AGENTS, RL_AGENTS, SearchConfig
 from benchmarks.common import run_metadata
 from benchmarks.search_study import (
     Arm,
@@ -69,10 +69,27 @@ QUICK = {"evaluations": 8, "seeds": (0, 1), "test_utterances": 100, "search_utte
 QUICK_REFERENCE_FACTOR = 3
 
 
+# Agents whose search draws nothing at random: one run stands for every seed.
+DETERMINISTIC = ("uniform", "greedy")
+
+
+def parse_agent(label: str) -> tuple[str, bool]:
+    """``NAME`` or ``NAME+warm`` (an RL agent warm-started from the sensitivity scan)."""
+    name, _, variant = label.partition("+")
+    if name not in AGENTS or variant not in ("", "warm") or (variant and name not in RL_AGENTS):
+        raise ValueError(f"unknown agent {label!r}; accepted: {', '.join(AGENTS)}, or NAME+warm for "
+                         f"{', '.join(RL_AGENTS)} (warm-started from the sensitivity scan)")
+    return name, variant == "warm"
+
+
 def arms_for(budget: float, agents: tuple[str, ...], settings, reference_factor: int, reference_seed: int) -> list[Arm]:
     base = SearchConfig(budget=budget, evaluations=settings.evaluations, target=settings.target,
                         test_utterances=settings.test_utterances)
-    arms = [Arm(agent, replace(base, agent=agent)) for agent in agents]
+    arms = []
+    for label in agents:
+        name, warm = parse_agent(label)
+        arms.append(Arm(label, replace(base, agent=name, warm_start=warm),
+                        seeds=settings.seeds[:1] if name in DETERMINISTIC else None))
     if reference_factor > 0:
         arms.append(Arm("reference", replace(base, agent="evolution", evaluations=settings.evaluations * reference_factor),
                         seeds=(reference_seed,), extras={"role": f"long evolution ({reference_factor}x evaluations)"}))
@@ -80,54 +97,85 @@ def arms_for(budget: float, agents: tuple[str, ...], settings, reference_factor:
 
 
 class UniformComparison:
-    """A configuration's test WER against uniform compression at equal or larger size.
+    """Paired test-set comparisons of configurations: against uniform compression at equal
+    or larger size, or against another configuration.
 
-    Models are exported truly factorised and scored by ``evaluate`` (which returns an object
-    with ``utterance_errors()``, as :class:`asr.evaluate.Evaluation`); per-utterance errors
-    are memoised by rank map, so a uniform opponent two seeds share is decoded once.
+    Models are exported truly factorised by the searches' factorisation method (as ``shrinkml
+    search`` exports them) and scored by ``evaluate`` (which returns an object with
+    ``utterance_errors()``, as :class:`asr.evaluate.Evaluation`); per-utterance errors are
+    memoised by method and rank map, so a uniform opponent two seeds share is decoded once.
     """
 
-    def __init__(self, model: Any, evaluate: Callable[[Any], Any], resamples: int = 2000) -> None:
-        from shrinkml_env.compression import SVDBank, all_matrices, describe_layers
+    def __init__(self, target: Any, evaluate: Callable[[Any], Any], resamples: int = 2000) -> None:
+        from shrinkml_env.compression import all_matrices, describe_layers
 
-        self.model, self.evaluate, self.resamples = model, evaluate, resamples
-        self.layers = describe_layers(model, model.compressible_layers())
+        self.target, self.model, self.evaluate, self.resamples = target, target.model, evaluate, resamples
+        self.layers = describe_layers(self.model, target.layers)
         self.matrices = all_matrices(self.layers)
-        self.bank = SVDBank.compute(model, self.layers)
+        self._banks: dict[str, Any] = {}
         self._errors: dict[tuple, tuple[list[int], list[int]]] = {}
 
     @classmethod
     def on_test_set(cls, checkpoint: str, test_utterances: int | None) -> UniformComparison:
         """For an ASR checkpoint (``"default"``: the shipped one), on the default test split."""
-        from agents.targets import asr_test_scorer
-        from asr.checkpoint import load_checkpoint
-        from asr.default import default_checkpoint
+        from agents.targets import make_search_target
 
-        model, tokenizer, _ = load_checkpoint(default_checkpoint() if checkpoint == "default" else checkpoint)
-        return cls(model, asr_test_scorer(tokenizer, test_utterances).evaluate)
+        kit = make_search_target(checkpoint, test_utterances=test_utterances)
+        return cls(kit.target, kit.test_error.evaluate)
 
-    def _utterance_errors(self, ranks: dict[str, int]) -> tuple[list[int], list[int]]:
+    def _utterance_errors(self, ranks: dict[str, int], factorisation: str) -> tuple[list[int], list[int]]:
         from shrinkml_env.compression import export_factorised
+        from shrinkml_env.plan import export_bank, factorisation_bank
 
-        key = tuple(sorted(ranks.items()))
+        key = (factorisation, *sorted(ranks.items()))
         if key not in self._errors:
-            model = export_factorised(self.model, self.layers, ranks, self.bank)
+            if factorisation not in self._banks:
+                self._banks[factorisation] = factorisation_bank(self.target, self.layers, factorisation)
+            bank = export_bank(self.target, self.layers, ranks, factorisation, self._banks[factorisation])
+            model = export_factorised(self.model, self.layers, ranks, bank)
             self._errors[key] = self.evaluate(model).utterance_errors()
         return self._errors[key]
 
-    def __call__(self, ranks: list[int]) -> dict[str, Any]:
+    def _paired(self, a: dict[str, int], b: dict[str, int], factorisation: str) -> dict[str, Any]:
         from asr.metrics import paired_wer_difference
+
+        errors, words = self._utterance_errors(a, factorisation)
+        other, _ = self._utterance_errors(b, factorisation)
+        diff = paired_wer_difference(errors, other, words, resamples=self.resamples)
+        return {"difference": diff.difference, "low": diff.low, "high": diff.high, "confidence": diff.confidence,
+                "utterances": diff.utterances, "wer_a": diff.wer_a, "wer_b": diff.wer_b}
+
+    def _rank_map(self, ranks: list[int]) -> dict[str, int]:
+        return {m.key: int(r) for m, r in zip(self.matrices, ranks, strict=True)}
+
+    def __call__(self, ranks: list[int], factorisation: str = "plain") -> dict[str, Any]:
         from shrinkml_env.compression import size_ratio, uniform_ranks_at_size
 
-        chosen = {m.key: int(r) for m, r in zip(self.matrices, ranks, strict=True)}
+        chosen = self._rank_map(ranks)
         size = size_ratio(self.matrices, chosen)
         uniform, uniform_size = uniform_ranks_at_size(self.matrices, size, at_least=True)
-        errors, words = self._utterance_errors(chosen)
-        uniform_errors, _ = self._utterance_errors(uniform)
-        diff = paired_wer_difference(errors, uniform_errors, words, resamples=self.resamples)
-        return {"size_ratio": size, "uniform_size_ratio": uniform_size, "test_wer": diff.wer_a,
-                "uniform_test_wer": diff.wer_b, "difference": diff.difference, "low": diff.low, "high": diff.high,
-                "confidence": diff.confidence, "utterances": diff.utterances}
+        p = self._paired(chosen, uniform, factorisation)
+        return {"size_ratio": size, "uniform_size_ratio": uniform_size, "test_wer": p.pop("wer_a"),
+                "uniform_test_wer": p.pop("wer_b"), **p}
+
+    def versus(self, ranks: list[int], other: list[int], factorisation: str) -> dict[str, Any]:
+        """``ranks`` against ``other`` (difference = ranks − other), paired over test utterances."""
+        from shrinkml_env.compression import size_ratio
+
+        a, b = self._rank_map(ranks), self._rank_map(other)
+        p = self._paired(a, b, factorisation)
+        return {"size_ratio": size_ratio(self.matrices, a), "other_size_ratio": size_ratio(self.matrices, b),
+                "test_wer": p.pop("wer_a"), "other_test_wer": p.pop("wer_b"), **p}
+
+
+def _factorisation(arm: dict[str, Any]) -> str:
+    return arm.get("config", {}).get("factorisation", "plain")  # studies from before the option: plain SVD
+
+
+def _tally(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"runs": rows, "median_difference": statistics.median(r["difference"] for r in rows),
+            "seeds_better": sum(r["difference"] < 0 for r in rows),
+            "seeds_better_beyond_interval": sum(r["high"] < 0 for r in rows), "seeds": len(rows)}
 
 
 def compare_with_uniform(arms: dict[str, Any], agents: tuple[str, ...], compare: UniformComparison) -> dict[str, Any]:
@@ -136,16 +184,57 @@ def compare_with_uniform(arms: dict[str, Any], agents: tuple[str, ...], compare:
     for agent in agents:
         if agent not in arms:
             continue
-        rows = [{"seed": run["seed"], **compare(run["best"]["ranks"])} for run in arms[agent]["runs"] if run["best"]]
-        if not rows:
-            continue
-        out[agent] = {
-            "runs": rows,
-            "median_difference": statistics.median(r["difference"] for r in rows),
-            "seeds_better": sum(r["difference"] < 0 for r in rows),
-            "seeds_better_beyond_interval": sum(r["high"] < 0 for r in rows),
-            "seeds": len(rows),
-        }
+        method = _factorisation(arms[agent])
+        rows = [{"seed": run["seed"], **compare(run["best"]["ranks"], method)}
+                for run in arms[agent]["runs"] if run["best"]]
+        if rows:
+            out[agent] = _tally(rows)
+    return out
+
+
+def best_baseline(arms: dict[str, Any], agent: str) -> str | None:
+    """The arm other than ``agent`` (and uniform, the reference and RL agents) with the lowest
+    median final test WER: the opponent an RL agent has to beat."""
+    candidates = [(a["summary"]["test_wer"]["median"], label) for label, a in arms.items()
+                  if label not in (agent, "uniform", "reference") and label.partition("+")[0] not in RL_AGENTS
+                  and a["summary"]["test_wer"]["median"] is not None]
+    return min(candidates)[1] if candidates else None
+
+
+def compare_with_best_baseline(arms: dict[str, Any], agent: str, compare: UniformComparison) -> dict[str, Any] | None:
+    """Each seed's final configuration of ``agent`` against the best baseline's of the same
+    seed (a deterministic baseline's one run for every seed), paired on the test set."""
+    opponent = best_baseline(arms, agent)
+    if agent not in arms or opponent is None:
+        return None
+    theirs = {run["seed"]: run["best"] for run in arms[opponent]["runs"] if run["best"]}
+    rows = []
+    for run in arms[agent]["runs"]:
+        other = theirs.get(run["seed"]) or (next(iter(theirs.values())) if len(theirs) == 1 else None)
+        if run["best"] and other:
+            rows.append({"seed": run["seed"],
+                         **compare.versus(run["best"]["ranks"], other["ranks"], _factorisation(arms[agent]))})
+    return {"baseline": opponent, **_tally(rows)} if rows else None
+
+
+def choose_agent(payload: dict[str, Any]) -> dict[str, Any]:
+    """The agent to recommend, on the held-out dev pool: at each dev-pool evaluation count,
+    the lowest mean over budgets of the median (over seeds) dev-pool WER; only agents that
+    ran at every budget (uniform and the reference excluded)."""
+    out: dict[str, Any] = {}
+    budgets = payload["budgets"]
+    for count in payload["settings"].get("dev_pool_at") or []:
+        means = {}
+        labels = set.intersection(*(set(block["arms"]) for block in budgets.values())) - {"uniform", "reference"}
+        for label in labels:
+            medians = [budgets[b]["arms"][label]["summary"].get("dev_pool_wer", {}).get(str(count), {}).get("median")
+                       for b in budgets]
+            if all(m is not None for m in medians):
+                means[label] = statistics.mean(medians)
+        if means:
+            ranking = sorted(means, key=means.get)
+            out[str(count)] = {"chosen": ranking[0], "mean_dev_pool_wer": {k: means[k] for k in ranking},
+                               "budgets": sorted(budgets, key=float)}
     return out
 
 
@@ -232,6 +321,13 @@ def add_reference(payload: dict[str, Any], source: dict[str, Any], origin: str =
     return added
 
 
+def _curve_at(summary: dict[str, Any], count: int) -> dict[str, Any]:
+    """Median, min and max over seeds of the running best's test WER after ``count`` evaluations."""
+    curve = summary["test_wer_curve"]
+    k = min(count, len(curve["evaluations"])) - 1
+    return {stat: curve[stat][k] for stat in ("median", "min", "max")}
+
+
 def summary_markdown(payload: dict[str, Any]) -> str:
     settings = payload["settings"]
     lines = ["# Search quality (`search.json`)", ""]
@@ -240,14 +336,26 @@ def summary_markdown(payload: dict[str, Any]) -> str:
         lines += [f"Measured on: {note}.", ""]
     lines += [f"{settings['evaluations']} unique evaluations per run, seeds {settings['seeds']}; "
               f"test set: {payload['test_description']}. Cells: median [min, max] over seeds.", ""]
+    counts = settings.get("dev_pool_at") or []
+    lines += ["Deterministic agents (uniform, greedy) run once (`runs`)."
+              + (" The dev pool (dev utterances 600–1200 outside the search subset; neither searched nor "
+                 "calibrated on) is where the recommended agent is chosen; test WER is reported, never used "
+                 "to choose." if counts else ""), ""]
+    for count, choice in (payload.get("choice") or {}).items():
+        ranking = ", ".join(f"{label} {fmt(v)}" for label, v in choice["mean_dev_pool_wer"].items())
+        lines += [f"**Recommended at {count} evaluations (dev pool, mean over budgets {', '.join(choice['budgets'])} "
+                  f"of the median over seeds): {choice['chosen']}.** {ranking}.", ""]
     for budget, block in payload["budgets"].items():
         lines += [f"## Budget {budget}", "",
                   f"Dense test WER {fmt(block['baseline_test_wer'])}; plot `{block['plot']}`.", "",
-                  "| agent | best test WER | search WER | size ratio | found at evaluation | seconds/run |",
-                  "|---|---|---|---|---|---|"]
+                  "| agent | runs | best test WER | " + "".join(f"test WER at {k} | dev-pool WER at {k} | " for k in counts)
+                  + "search WER | size ratio | found at evaluation | seconds/run |",
+                  "|---|---|---|" + "---|---|" * len(counts) + "---|---|---|---|"]
         for label, arm in block["arms"].items():
             s = arm["summary"]
-            lines.append(f"| {label} | {spread_text(s['test_wer'])} | {spread_text(s['search_wer'])} | "
+            at = "".join(f"{spread_text(_curve_at(s, k))} | {spread_text(s.get('dev_pool_wer', {}).get(str(k), {}))} | "
+                         for k in counts)
+            lines.append(f"| {label} | {s['runs']} | {spread_text(s['test_wer'])} | {at}{spread_text(s['search_wer'])} | "
                          f"{spread_text(s['size_ratio'], 3)} | {spread_text(s['found_at'], 0)} | "
                          f"{spread_text(s['seconds'], 1)} |")
         joined = block.get("reference_meta")
@@ -275,6 +383,19 @@ def summary_markdown(payload: dict[str, Any]) -> str:
             lines.append(f"\nMedian difference {comparison['median_difference']:+.4f}; lower than uniform in "
                          f"{comparison['seeds_better']} of {comparison['seeds']} seeds "
                          f"({comparison['seeds_better_beyond_interval']} with the whole interval below zero).")
+        for agent, c in (block.get("versus_best_baseline") or {}).items():
+            lines += ["", f"{agent} against the best baseline, {c['baseline']} (lowest median test WER of the "
+                      f"baselines), same seed (test set, {c['runs'][0]['utterances']} utterances, paired bootstrap "
+                      f"{c['runs'][0]['confidence']:.0%}):", "",
+                      "| seed | size | baseline size | test WER | baseline test WER | difference [interval] |",
+                      "|---|---|---|---|---|---|"]
+            for r in c["runs"]:
+                lines.append(f"| {r['seed']} | {r['size_ratio']:.3f} | {r['other_size_ratio']:.3f} | "
+                             f"{fmt(r['test_wer'])} | {fmt(r['other_test_wer'])} | "
+                             f"{r['difference']:+.4f} [{r['low']:+.4f}, {r['high']:+.4f}] |")
+            lines.append(f"\nMedian difference {c['median_difference']:+.4f}; lower than {c['baseline']} in "
+                         f"{c['seeds_better']} of {c['seeds']} seeds ({c['seeds_better_beyond_interval']} with the "
+                         "whole interval below zero).")
         lines.append("")
     return "\n".join(lines)
 
@@ -307,9 +428,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick and reference_factor == parser.get_default("reference_factor"):
         reference_factor = QUICK_REFERENCE_FACTOR
     budgets, agents = parse_floats(args.budgets), parse_names(args.agents)
-    unknown = sorted(set(agents) - set(AGENTS))
-    if unknown:
-        parser.error(f"unknown agents {unknown}; accepted: {', '.join(AGENTS)}")
+    for label in agents:
+        try:
+            parse_agent(label)
+        except ValueError as e:
+            parser.error(str(e))
 
     kit = build_kit(settings)
     compare_agents = tuple(a for a in parse_names(args.compare) if a in agents)
@@ -339,7 +462,10 @@ def main(argv: list[str] | None = None) -> int:
                                            "best_seen": seen}
         plot_budget(str(budget), payload["budgets"][str(budget)], args.output_dir)
         if compare is not None:
-            payload["budgets"][str(budget)]["versus_uniform"] = compare_with_uniform(arms, compare_agents, compare)
+            block = payload["budgets"][str(budget)]
+            block["versus_uniform"] = compare_with_uniform(arms, compare_agents, compare)
+            block["versus_best_baseline"] = {a: c for a in compare_agents
+                                             if (c := compare_with_best_baseline(arms, a, compare)) is not None}
         payload["best_known"][str(budget)] = seen
     # Counted in this process only: with --jobs the pool processes decode (and count) their own.
     payload["test_decodes"] = kit.test_error.decodes if settings.jobs == 1 else None
@@ -347,6 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     earlier_path = output_path("search.json", args.output_dir)
     if args.keep_budgets and earlier_path.exists():
         payload = merge_earlier(payload, json.loads(earlier_path.read_text(encoding="utf-8")))
+    payload["choice"] = choose_agent(payload)
     path = write_output("search.json", payload, args.output_dir)
     write_text("search.md", summary_markdown(payload), args.output_dir)
     print(summary_markdown(payload))

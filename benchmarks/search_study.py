@@ -23,6 +23,7 @@ import argparse
 import hashlib
 import json
 import multiprocessing
+import os
 import shutil
 import tempfile
 import time
@@ -43,8 +44,9 @@ from agents.targets import SearchTarget, make_search_target, toy_search_target
 from benchmarks.common import RESULTS
 from benchmarks.study_output import summarise
 from shrinkml_env.compression import SVDBank, all_matrices, describe_layers, export_factorised
+from shrinkml_env.plan import export_bank, factorisation_bank
 
-__all__ = ["Arm", "MemoisedTestError", "StudySettings", "add_study_arguments", "build_kit", "run_study", "running_best", "settings_from_args", "target_identity", "weights_fingerprint"]
+__all__ = ["Arm", "MemoisedTestError", "StudySettings", "add_study_arguments", "build_dev_error", "build_kit", "run_study", "running_best", "settings_from_args", "target_identity", "weights_fingerprint"]
 
 _SIZE_TOLERANCE = 1e-9
 
@@ -69,6 +71,10 @@ class StudySettings:
         test_every: score the running best on the test set after every ``test_every``-th
             evaluation (and after the last); curves have points only there. 1: after each.
             Test decodes can cost more than the search itself, so long studies thin them.
+        dev_pool_at: evaluation counts at which each run's best within the budget is also
+            decoded on the held-out dev pool (:func:`agents.targets.asr_dev_pool_scorer`),
+            where the study's design choices (which agent to recommend) are made; ASR
+            targets only. Empty: none.
     """
 
     target: str = "default"
@@ -79,6 +85,7 @@ class StudySettings:
     runs_dir: str | None = None
     jobs: int = 1
     test_every: int = 1
+    dev_pool_at: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.evaluations < 1 or self.jobs < 1 or self.test_every < 1:
@@ -94,10 +101,17 @@ class StudySettings:
                 raise ValueError(f"{name} must be >= 1 or None; got {value}")
         if self.target == "toy" and self.search_utterances is not None:
             raise ValueError("search_utterances applies to ASR targets; the toy target has none")
+        dev_at = tuple(sorted({int(k) for k in self.dev_pool_at}))
+        if dev_at and (dev_at[0] < 1 or dev_at[-1] > self.evaluations):
+            raise ValueError(f"dev_pool_at must lie in 1..evaluations ({self.evaluations}); got {list(self.dev_pool_at)}")
+        if dev_at and self.target == "toy":
+            raise ValueError("dev_pool_at applies to ASR targets; the toy target has no dev pool")
+        object.__setattr__(self, "dev_pool_at", dev_at)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["seeds"] = list(self.seeds)
+        data["dev_pool_at"] = list(self.dev_pool_at)
         return data
 
 
@@ -126,6 +140,9 @@ def add_study_arguments(parser: argparse.ArgumentParser, *, evaluations: int, se
                         help="searches at once, one process and one thread each (default 1)")
     parser.add_argument("--test-every", type=int, default=1,
                         help="score the running best on test after every N-th evaluation and the last (default 1)")
+    parser.add_argument("--dev-pool-at", default="",
+                        help="evaluation counts at which each run's best is also decoded on the held-out dev pool "
+                             "(comma-separated, e.g. 100,300; default: none)")
     parser.add_argument("--quick", action="store_true", help="the short version that `make bench` runs")
 
 
@@ -145,6 +162,7 @@ def settings_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace
         "runs_dir": args.runs_dir,
         "jobs": args.jobs,
         "test_every": args.test_every,
+        "dev_pool_at": parse_ints(args.dev_pool_at),
     }
     if args.quick:
         for name, value in quick.items():
@@ -188,13 +206,26 @@ class MemoisedTestError:
 
     Each call hashes the state dict (tens of milliseconds for the shipped model) and decodes
     the test set only for weights it has not scored yet. Counts what it decoded.
+
+    With ``store`` (a folder), every score is also appended to ``store/<pid>.jsonl`` and all
+    files there are read at start, so a resumed study, or its other worker processes, decode
+    nothing twice. A store belongs to one scorer (one test set, or one dev pool): name it so.
     """
 
-    def __init__(self, test_error: Callable[[nn.Module], float]) -> None:
+    def __init__(self, test_error: Callable[[nn.Module], float], store: Path | None = None) -> None:
         self._test_error = test_error
         self._known: dict[str, float] = {}
+        self._store = store
         self.decodes = 0
         self.seconds = 0.0
+        if store is not None:
+            for path in sorted(Path(store).glob("*.jsonl")):
+                for line in path.read_text(encoding="utf-8").splitlines():
+                    try:
+                        item = json.loads(line)
+                        self._known[item["key"]] = float(item["error"])
+                    except (ValueError, KeyError, TypeError):
+                        continue  # a line cut short by a killed process: decoded again
 
     def __call__(self, model: nn.Module) -> float:
         key = _weights_key(model)
@@ -203,6 +234,10 @@ class MemoisedTestError:
             self._known[key] = float(self._test_error(model))
             self.seconds += time.perf_counter() - started
             self.decodes += 1
+            if self._store is not None:
+                Path(self._store).mkdir(parents=True, exist_ok=True)
+                with open(Path(self._store) / f"{os.getpid()}.jsonl", "a", encoding="utf-8") as f:
+                    f.write(json.dumps({"key": key, "error": self._known[key]}) + "\n")
         return self._known[key]
 
 
@@ -215,7 +250,10 @@ def _weights_key(model: nn.Module) -> str:
 
 
 def build_kit(settings: StudySettings) -> SearchTarget:
-    """The search target with a memoised test scorer (and, if asked, a shorter search subset)."""
+    """The search target with a memoised test scorer (and, if asked, a shorter search subset).
+
+    With ``settings.runs_dir`` the test scores are kept there too (see :class:`MemoisedTestError`).
+    """
     if settings.target == "toy":
         kit = toy_search_target()
     else:
@@ -227,21 +265,51 @@ def build_kit(settings: StudySettings) -> SearchTarget:
             path = default_checkpoint() if settings.target == "default" else Path(settings.target)
             subset = load_split("search")[: settings.search_utterances]
             kit = replace(kit, target=asr_target(path, subset, name=f"{kit.target.name}-search{len(subset)}"))
-    return replace(kit, test_error=MemoisedTestError(kit.test_error))
+    store = _memo_store(settings, f"test-{settings.test_utterances or 'all'}")
+    return replace(kit, test_error=MemoisedTestError(kit.test_error, store))
+
+
+def build_dev_error(settings: StudySettings) -> MemoisedTestError | None:
+    """The dev-pool scorer of a study that asks for one (``dev_pool_at``), else None."""
+    if not settings.dev_pool_at:
+        return None
+    from agents.targets import asr_dev_pool_scorer
+    from asr.checkpoint import load_checkpoint
+    from asr.default import default_checkpoint
+
+    path = default_checkpoint() if settings.target == "default" else Path(settings.target)
+    _, tokenizer, _ = load_checkpoint(path)
+    return MemoisedTestError(asr_dev_pool_scorer(tokenizer), _memo_store(settings, "dev-pool"))
+
+
+def _memo_store(settings: StudySettings, name: str) -> Path | None:
+    return None if settings.runs_dir is None else Path(settings.runs_dir) / "scores" / name
 
 
 class _RankScorer:
-    """Test WER of a rank vector: export it truly factorised, score it (memoised)."""
+    """Test (and dev-pool) WER of a rank vector: exported truly factorised by the search's
+    factorisation method, as ``shrinkml search`` exports it, and scored (memoised)."""
 
-    def __init__(self, kit: SearchTarget) -> None:
-        self.kit = kit
+    def __init__(self, kit: SearchTarget, dev_error: Callable[[nn.Module], float] | None = None) -> None:
+        self.kit, self.dev_error = kit, dev_error
         self.layers = describe_layers(kit.target.model, kit.target.layers)
         self.matrices = all_matrices(self.layers)
-        self.bank = SVDBank.compute(kit.target.model, self.layers)
+        self._banks: dict[str, SVDBank] = {}
 
-    def __call__(self, ranks: Sequence[int]) -> float:
+    def export(self, ranks: Sequence[int], factorisation: str) -> nn.Module:
+        if factorisation not in self._banks:
+            self._banks[factorisation] = factorisation_bank(self.kit.target, self.layers, factorisation)
         rank_map = {m.key: int(r) for m, r in zip(self.matrices, ranks)}
-        return self.kit.test_error(export_factorised(self.kit.target.model, self.layers, rank_map, self.bank))
+        bank = export_bank(self.kit.target, self.layers, rank_map, factorisation, self._banks[factorisation])
+        return export_factorised(self.kit.target.model, self.layers, rank_map, bank)
+
+    def __call__(self, ranks: Sequence[int], factorisation: str) -> float:
+        return self.kit.test_error(self.export(ranks, factorisation))
+
+    def dev(self, ranks: Sequence[int], factorisation: str) -> float:
+        if self.dev_error is None:
+            raise ValueError("this study scores no dev pool (dev_pool_at is empty)")
+        return self.dev_error(self.export(ranks, factorisation))
 
 
 # -- one run ----------------------------------------------------------------------------------
@@ -303,9 +371,10 @@ def _row_in_worker(arm: Arm, seed: int, settings: StudySettings, root: str,
     if key not in _WORKER_STATE:
         torch.set_num_threads(1)
         kit = build_kit(settings)
-        _WORKER_STATE[key] = (kit, _RankScorer(kit))
+        _WORKER_STATE[key] = (kit, _RankScorer(kit, build_dev_error(settings)))
     kit, scorer = _WORKER_STATE[key]
-    return _run_one(arm, seed, kit, scorer, Path(root), dict(curves), reward_best, settings.test_every)
+    return _run_one(arm, seed, kit, scorer, Path(root), dict(curves), reward_best, settings.test_every,
+                    settings.dev_pool_at)
 
 
 def _rows_in_parallel(runs: list[tuple[Arm, int]], settings: StudySettings, root: Path,
@@ -332,7 +401,8 @@ def _curve_key(config: SearchConfig) -> tuple:
 
 
 def _run_one(arm: Arm, seed: int, kit: SearchTarget, scorer: _RankScorer, root: Path,
-             curves: dict[tuple, list[dict]], reward_best: bool, test_every: int = 1) -> dict[str, Any]:
+             curves: dict[tuple, list[dict]], reward_best: bool, test_every: int = 1,
+             dev_pool_at: Sequence[int] = ()) -> dict[str, Any]:
     config = replace(arm.config, seed=seed)
     run = RunDir(root / _run_name(arm, seed))
     curve_key = _curve_key(config)
@@ -346,7 +416,8 @@ def _run_one(arm: Arm, seed: int, kit: SearchTarget, scorer: _RankScorer, root: 
     records = run.evaluations()
     bests = running_best(records, config.budget)
     last = len(bests) - 1
-    test_wer = [None if best is None or ((k + 1) % test_every and k != last) else scorer(best.ranks)
+    method = config.factorisation
+    test_wer = [None if best is None or ((k + 1) % test_every and k != last) else scorer(best.ranks, method)
                 for k, best in enumerate(bests)]
     final = bests[-1] if bests else None
     row: dict[str, Any] = {
@@ -373,10 +444,18 @@ def _run_one(arm: Arm, seed: int, kit: SearchTarget, scorer: _RankScorer, root: 
         "baseline_test_wer": result.baseline_test_wer,
         "baseline_search_wer": result.baseline_search_wer,
     }
+    if dev_pool_at:
+        # A run that stopped early (uniform, greedy) keeps its last best, as in the curves.
+        row["dev_pool"] = {}
+        for count in dev_pool_at:
+            best = bests[min(count, len(bests)) - 1] if bests else None
+            row["dev_pool"][str(count)] = None if best is None else {
+                "ranks": list(best.ranks), "size_ratio": best.size_ratio, "search_wer": best.search_wer,
+                "dev_pool_wer": scorer.dev(best.ranks, method), "found_at": best.index + 1}
     if reward_best and records:
         top = max(records, key=lambda r: (r.reward, -r.index))
         row["reward_best"] = {"ranks": list(top.ranks), "reward": top.reward, "size_ratio": top.size_ratio,
-                              "search_wer": top.search_wer, "test_wer": scorer(top.ranks), "found_at": top.index + 1}
+                              "search_wer": top.search_wer, "test_wer": scorer(top.ranks, method), "found_at": top.index + 1}
     return row
 
 
@@ -417,7 +496,7 @@ def run_study(
     labels = [a.label for a in arms]
     if len(set(labels)) != len(labels):
         raise ValueError(f"arm labels must be unique; got {labels}")
-    scorer = _RankScorer(kit)
+    scorer = _RankScorer(kit, build_dev_error(settings))
     curves: dict[tuple, list[dict]] = {}
     out: dict[str, dict[str, Any]] = {}
     with _runs_root(settings, study) as root:
@@ -431,7 +510,7 @@ def run_study(
                 firsts.setdefault(_curve_key(arm.config), (arm, seed))
             for arm, seed in firsts.values():
                 rows[arm.label, seed] = _run_one(arm, seed, kit, scorer, root, curves, reward_best,
-                                                 settings.test_every)
+                                                 settings.test_every, settings.dev_pool_at)
             rest = [(arm, seed) for arm, seed in everything if (arm.label, seed) not in rows]
             rows.update({(arm.label, seed): row for (arm, seed), row in
                          zip(rest, _rows_in_parallel(rest, settings, root, curves, reward_best))})
@@ -439,7 +518,7 @@ def run_study(
             runs = []
             for seed in arm.seeds or settings.seeds:
                 row = rows.get((arm.label, seed)) or _run_one(arm, seed, kit, scorer, root, curves, reward_best,
-                                                              settings.test_every)
+                                                              settings.test_every, settings.dev_pool_at)
                 best = row["best"]
                 log(f"{study} {arm.label} seed {seed}: {row['evaluations']} evaluations, {row['seconds']:.1f} s, "
                     + ("nothing within budget" if best is None else

@@ -68,6 +68,10 @@ def summarise(runs: Sequence[dict[str, Any]], evaluations: int) -> dict[str, Any
         "within_budget_share": spread([r["within_budget_share"] for r in runs]),
         "test_wer_curve": curve,
     }
+    if runs and all("dev_pool" in r for r in runs):
+        summary["dev_pool_wer"] = {count: spread([None if r["dev_pool"][count] is None else
+                                                  r["dev_pool"][count]["dev_pool_wer"] for r in runs])
+                                   for count in runs[0]["dev_pool"]}
     if all("reward_best" in r for r in runs) and runs:
         summary["reward_best"] = {k: spread([r["reward_best"][k] for r in runs])
                                   for k in ("reward", "size_ratio", "search_wer", "test_wer", "found_at")}

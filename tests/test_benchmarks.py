@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from types import SimpleNamespace
 
 import pytest
 import torch
 
 from agents.budget import EvaluationRecord
+from agents.config import SearchConfig
 from benchmarks import (
     bench_headline,
     bench_inference,
@@ -17,8 +19,16 @@ from benchmarks import (
     bench_search,
     bench_search_space,
 )
-from benchmarks.search_study import StudySettings, running_best
-from benchmarks.study_output import spread
+from benchmarks.search_study import (
+    Arm,
+    MemoisedTestError,
+    StudySettings,
+    _RankScorer,
+    _run_one,
+    build_kit,
+    running_best,
+)
+from benchmarks.study_output import spread, summarise
 from tests.conftest import tiny_model, toy_batch
 
 
@@ -43,6 +53,10 @@ def test_study_settings_reject_bad_values() -> None:
         StudySettings(seeds=(1, 1))
     with pytest.raises(ValueError, match="search_utterances applies"):
         StudySettings(target="toy", search_utterances=10)
+    with pytest.raises(ValueError, match=r"dev_pool_at must lie in 1..evaluations \(100\)"):
+        StudySettings(dev_pool_at=(100, 300))
+    with pytest.raises(ValueError, match="toy target has no dev pool"):
+        StudySettings(target="toy", dev_pool_at=(10,))
 
 
 def test_bench_search_toy(tmp_path) -> None:
@@ -77,6 +91,12 @@ def test_bench_search_jobs_give_the_same_results(tmp_path) -> None:
     assert all(not resumed for runs in found[2].values() for *_, resumed in runs)
 
 
+def _plain_target(model: torch.nn.Module):
+    from shrinkml_env.target import CompressionTarget
+
+    return CompressionTarget(model=model, layers=model.compressible_layers(), evaluate=lambda _m: 0.0)
+
+
 class _DistanceScore:
     """A stand-in test set: 40 "utterances" whose errors grow with the distance of the model's
     outputs from the dense model's, so that keeping more rank really scores better."""
@@ -98,7 +118,7 @@ class _DistanceScore:
 def test_uniform_comparison_opposes_uniform_at_equal_or_larger_size() -> None:
     dense = tiny_model()
     scorer = _DistanceScore(dense)
-    compare = bench_search.UniformComparison(dense, scorer, resamples=200)
+    compare = bench_search.UniformComparison(_plain_target(dense), scorer, resamples=200)
     full = [m.full_rank for m in compare.matrices]
     # Starve the first half of the matrices, keep the rest near full rank.
     ranks = [1 if i < len(full) // 2 else max(1, f - 1) for i, f in enumerate(full)]
@@ -252,7 +272,7 @@ def test_compare_uniform_scores_every_agent_of_a_saved_study(tmp_path, monkeypat
 
     dense = tiny_model()
     scorer = _DistanceScore(dense)
-    comparison = bench_search.UniformComparison(dense, scorer, resamples=200)
+    comparison = bench_search.UniformComparison(_plain_target(dense), scorer, resamples=200)
     monkeypatch.setattr(bench_search.UniformComparison, "on_test_set", classmethod(lambda cls, *a: comparison))
     full = [m.full_rank for m in comparison.matrices]
     starved = [1 if i < len(full) // 2 else max(1, f - 1) for i, f in enumerate(full)]
@@ -308,7 +328,7 @@ def test_compare_uniform_reads_a_search_space_study_per_menu(tmp_path, monkeypat
     from benchmarks import compare_uniform
 
     dense = tiny_model()
-    comparison = bench_search.UniformComparison(dense, _DistanceScore(dense), resamples=200)
+    comparison = bench_search.UniformComparison(_plain_target(dense), _DistanceScore(dense), resamples=200)
     monkeypatch.setattr(bench_search.UniformComparison, "on_test_set", classmethod(lambda cls, *a: comparison))
     even = [max(1, m.full_rank // 2) for m in comparison.matrices]
     arms = {"ppo": {"runs": [{"seed": 0, "best": {"ranks": even}}]}}
@@ -379,3 +399,100 @@ def test_finetune_planned_rounds_follow_the_budget_schedule():
     assert BenchConfig(budget=0.4, target_size=0.2).planned_rounds() == 3  # 0.4, 0.28, 0.2
     assert BenchConfig(budget=0.5, target_size=0.2).planned_rounds() == 4  # 0.5, 0.35, 0.245, 0.2
     assert BenchConfig(budget=0.2, target_size=0.2).planned_rounds() == 1
+
+
+def test_study_arms_name_warm_agents_and_run_deterministic_agents_once() -> None:
+    settings = StudySettings(target="toy", evaluations=5, seeds=(3, 4))
+    arms = {a.label: a for a in bench_search.arms_for(0.4, ("ppo+warm", "ppo", "greedy", "uniform", "tpe"),
+                                                     settings, 0, 0)}
+    assert arms["ppo+warm"].config.warm_start and arms["ppo+warm"].config.agent == "ppo"
+    assert not arms["ppo"].config.warm_start
+    assert arms["greedy"].seeds == arms["uniform"].seeds == (3,)  # nothing random in them
+    assert arms["tpe"].seeds is None  # the study's seeds
+    for bad in ("greedy+warm", "ppo+cold", "sgd"):
+        with pytest.raises(ValueError, match=f"unknown agent '{re.escape(bad)}'"):
+            bench_search.parse_agent(bad)
+    with pytest.raises(SystemExit):
+        bench_search.main(["--target", "toy", "--agents", "random+warm", "--output-dir", "/nonexistent"])
+
+
+def test_memoised_scores_are_kept_on_disk_for_a_resumed_study(tmp_path) -> None:
+    calls = []
+
+    def error(model: torch.nn.Module) -> float:
+        calls.append(1)
+        return float(sum(p.detach().sum() for p in model.parameters()))
+
+    model = tiny_model()
+    first = MemoisedTestError(error, tmp_path / "test-300")
+    value = first(model)
+    assert first(model) == value and len(calls) == 1
+    (tmp_path / "test-300" / "99999.jsonl").write_text('{"key": "cut sh')  # a line a killed process left
+    again = MemoisedTestError(error, tmp_path / "test-300")  # another process, or a resumed study
+    assert again(model) == value and len(calls) == 1
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    assert again(model) != value and len(calls) == 2
+
+
+def test_study_scores_configurations_exported_by_the_searchs_factorisation(tmp_path) -> None:
+    # The running best is decoded on test as `shrinkml search` exports it (whitened by default),
+    # not by plain SVD.
+    assert bench_search.main(["--target", "toy", "--agents", "random", "--budgets", "0.4", "--evaluations", "3",
+                              "--seeds", "0", "--reference-factor", "0", "--output-dir", str(tmp_path)]) == 0
+    arm = json.loads((tmp_path / "search.json").read_text())["budgets"]["0.4"]["arms"]["random"]
+    assert arm["config"]["factorisation"] == "whitened"
+    best = arm["runs"][0]["best"]
+    kit = build_kit(StudySettings(target="toy"))
+    scorer = _RankScorer(kit)
+    assert best["test_wer"] == pytest.approx(scorer(best["ranks"], "whitened"))
+    assert best["test_wer"] != pytest.approx(scorer(best["ranks"], "plain"))
+
+
+def test_study_decodes_the_running_best_on_the_dev_pool_at_chosen_counts(tmp_path) -> None:
+    kit = build_kit(StudySettings(target="toy"))
+    scored = []
+
+    def dev_error(model: torch.nn.Module) -> float:
+        scored.append(model)
+        return 0.5 + len(scored) / 100
+
+    scorer = _RankScorer(kit, dev_error)
+    arm = Arm("random", SearchConfig(agent="random", budget=0.4, evaluations=4, target="toy"))
+    row = _run_one(arm, 0, kit, scorer, tmp_path, {}, False, 1, (2, 4))
+    assert set(row["dev_pool"]) == {"2", "4"}
+    final = row["dev_pool"]["4"]
+    assert final["ranks"] == row["best"]["ranks"] and final["found_at"] == row["best"]["found_at"]
+    assert final["dev_pool_wer"] in (0.51, 0.52)
+    summary = summarise([row, row], 4)
+    assert summary["dev_pool_wer"]["4"]["median"] == final["dev_pool_wer"]
+
+
+def test_best_baseline_comparison_and_dev_pool_choice() -> None:
+    dense = tiny_model()
+    scorer = _DistanceScore(dense)
+    compare = bench_search.UniformComparison(_plain_target(dense), scorer, resamples=200)
+    full = [m.full_rank for m in compare.matrices]
+    half = [max(1, f // 2) for f in full]
+    starved = [1 if i < len(full) // 2 else max(1, f - 1) for i, f in enumerate(full)]
+
+    def arm(test_wer, ranks, seeds=(0, 1), dev=None):
+        runs = [{"seed": s, "best": {"ranks": ranks}} for s in seeds]
+        summary = {"test_wer": {"median": test_wer},
+                   "dev_pool_wer": {"100": {"median": dev if dev is not None else test_wer}}}
+        return {"runs": runs, "summary": summary, "config": {"factorisation": "plain"}}
+
+    arms = {"ppo+warm": arm(0.30, starved), "dqn": arm(0.20, half), "greedy": arm(0.31, half, seeds=(0,)),
+            "tpe": arm(0.33, starved), "uniform": arm(0.10, half, seeds=(0,))}
+    # The best baseline is greedy: uniform and RL agents (dqn) are not baselines.
+    assert bench_search.best_baseline(arms, "ppo+warm") == "greedy"
+    out = bench_search.compare_with_best_baseline(arms, "ppo+warm", compare)
+    assert out["baseline"] == "greedy" and [r["seed"] for r in out["runs"]] == [0, 1]  # one greedy run for both
+    assert all(r["difference"] == pytest.approx(r["test_wer"] - r["other_test_wer"]) for r in out["runs"])
+    payload = {"settings": {"dev_pool_at": [100]},
+               "budgets": {"0.3": {"arms": arms},
+                           "0.2": {"arms": {**arms, "tpe": arm(0.5, starved, dev=0.26)}}}}
+    choice = bench_search.choose_agent(payload)["100"]
+    # tpe: mean of 0.33 and 0.26 = 0.295 beats ppo+warm (0.30); dqn (0.20) is lowest of all.
+    assert list(choice["mean_dev_pool_wer"])[:3] == ["dqn", "tpe", "ppo+warm"]
+    assert choice["chosen"] == "dqn" and "uniform" not in choice["mean_dev_pool_wer"]
