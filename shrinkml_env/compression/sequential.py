@@ -122,7 +122,7 @@ def fit_sequential(
     resolved = validate_ranks(matrices, ranks)
     working = SearchModel(model, start)
     working.apply(resolved)
-    decompositions = {m.key: start._get(m.key) for m in matrices}
+    decompositions: dict[str, _Decomposition] = {}
     by_module: dict[str, list[MatrixSpec]] = {}
     for spec in matrices:
         if not keeps_dense(spec.rows, spec.cols, resolved[spec.key]):
@@ -154,9 +154,7 @@ def fit_sequential(
             rank = resolved[spec.key]
             param = getattr(get_module(working.model, path), spec.param_name)
             param.detach().copy_(decomposition.left[:, :rank] @ decomposition.right[:rank])
-    bank = SVDBank(matrices, decompositions)
-    bank.method = "sequential"
-    return bank
+    return start.replaced(decompositions, "sequential")
 
 
 def _refit(weight: Tensor, paired: _PairedMoments, key: str) -> _Decomposition:

@@ -191,6 +191,16 @@ class SVDBank:
         """The original dense weight (not a copy; do not modify). Shape ``(m, n)``."""
         return self._get(key).dense
 
+    def replaced(self, decompositions: Mapping[str, _Decomposition], method: str) -> SVDBank:
+        """A bank of the same matrices with ``decompositions`` in place of this bank's for
+        their keys (the others shared, not copied), labelled ``method``."""
+        unknown = sorted(set(decompositions) - set(self._decompositions))
+        if unknown:
+            raise ValueError(f"matrices {unknown} are not in the SVD bank; known: {sorted(self._decompositions)}")
+        bank = SVDBank(self.matrices, {**self._decompositions, **decompositions})
+        bank.method = method
+        return bank
+
     def _get(self, key: str) -> _Decomposition:
         try:
             return self._decompositions[key]
