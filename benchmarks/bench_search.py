@@ -6,10 +6,25 @@ running best within the budget (by search WER) is scored on the test set; the cu
 median and min–max over seeds, one plot per budget. A long regularised-evolution run
 (``--reference-factor`` times the evaluations) serves as the best-known reference.
 
+Agents are named as ``shrinkml search --agent`` takes them, or ``NAME+warm`` for an RL agent
+warm-started from the sensitivity scan (``--warm-start``). Agents that draw nothing at random
+(uniform, greedy) run once, with the first seed, and stand for every seed. Every configuration
+is exported by the search's factorisation method (whitened by default), as ``shrinkml search``
+exports it.
+
 For the agents named by ``--compare`` (default: PPO), each seed's final configuration is set
 against uniform compression at equal or larger size (the smallest common rank fraction whose
-size is at least the configuration's), on the test set (``--compare-test-utterances``, all by
-default): the WER difference with a paired bootstrap interval over test utterances.
+size is at least the configuration's), and against the same seed's final configuration of the
+best baseline (the non-RL agent with the lowest median test WER), on the test set
+(``--compare-test-utterances``, all by default): the WER difference with a paired bootstrap
+interval over test utterances.
+
+With ``--dev-pool-at 100,300`` each run's best within the budget after 100 and 300
+evaluations is also decoded on the **dev pool** (600 dev utterances outside the search subset
+and the calibration set), and ``choice`` names the agent with the lowest dev-pool WER (mean
+over budgets of the median over seeds) at each count: that is how ``shrinkml search``'s
+default agent is chosen, never on test. With ``--runs-dir`` the test and dev-pool scores are
+kept there too, so an interrupted study resumes without decoding anything twice.
 
 Writes ``search.json``, ``search.md`` and ``search_budget<B>.png`` to ``benchmarks/results``
 (or ``--output-dir``). ``best_known`` in the JSON (per budget: the lowest search WER seen in
@@ -23,6 +38,9 @@ and settings checked).
 Run::
 
     python -m benchmarks.bench_search                     # full: 100 evaluations, 3 seeds
+    python -m benchmarks.bench_search --budgets 0.3 --evaluations 300 --seeds 0,1,2,3,4 \
+        --agents uniform,ppo+warm,greedy,random,tpe,cmaes --compare ppo+warm --dev-pool-at 100,300 \
+        --test-every 100 --jobs 2 --threads 2 --runs-dir runs/study       # the issue-16 study, one budget
     python -m benchmarks.bench_search --quick             # make bench
     python -m benchmarks.bench_search --target toy --quick --output-dir /tmp/b   # machinery check
     python -m benchmarks.bench_search --agents '' --budgets 0.3 --output-dir /tmp/ref   # reference only
