@@ -24,6 +24,7 @@ __all__ = [
     "BASELINE_AGENTS",
     "OPTUNA_AGENTS",
     "RL_AGENTS",
+    "WARM_START_AGENTS",
     "SearchConfig",
     "parse_sb3_overrides",
     "read_sb3_config",
@@ -33,6 +34,7 @@ RL_AGENTS = ("ppo", "a2c", "dqn", "maskable_ppo")
 BASELINE_AGENTS = ("uniform", "random", "greedy", "evolution")
 OPTUNA_AGENTS = ("tpe", "cmaes", "nsga2")  # Optuna's samplers (the optional `optuna` extra)
 AGENTS = RL_AGENTS + BASELINE_AGENTS + OPTUNA_AGENTS
+WARM_START_AGENTS = ("ppo", "a2c", "maskable_ppo")  # on-policy: can be cloned from the sensitivity scan
 
 # Fields that may differ when a run directory is resumed: they change where or how fast the
 # search runs, or how long it may go on, not what any evaluation means.
@@ -173,9 +175,9 @@ class SearchConfig:
             )
         if not isinstance(self.warm_start, bool):
             raise TypeError(f"warm_start must be True or False; got {self.warm_start!r}")
-        if self.warm_start and self.agent not in ("ppo", "a2c", "maskable_ppo"):
+        if self.warm_start and self.agent not in WARM_START_AGENTS:
             raise ValueError(
-                f"warm_start applies to the on-policy RL agents ppo, a2c and maskable_ppo; agent "
+                f"warm_start applies to the on-policy RL agents {', '.join(WARM_START_AGENTS)}; agent "
                 f"{self.agent!r} cannot start from the sensitivity scan (greedy is the scan itself)"
             )
         object.__setattr__(self, "budget", float(self.budget))

@@ -51,15 +51,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from agents.config import AGENTS, RL_AGENTS, SearchConfig
+from agents.config import AGENTS, WARM_START_AGENTS, SearchConfig
 from benchmarks.common import run_metadata
+from benchmarks.comparisons import (
+    UniformComparison,
+    choose_agent,
+    compare_with_best_baseline,
+    compare_with_uniform,
+)
 from benchmarks.search_study import (
     Arm,
     add_study_arguments,
@@ -87,6 +91,10 @@ QUICK = {"evaluations": 8, "seeds": (0, 1), "test_utterances": 100, "search_utte
 QUICK_REFERENCE_FACTOR = 3
 
 
+# How configurations are exported before they are scored; a study scored otherwise (plain SVD
+# whatever the search's method, before 2026-12-06) neither merges with nor joins this one.
+EXPORT = "search-factorisation"
+
 # Agents whose search draws nothing at random: one run stands for every seed.
 DETERMINISTIC = ("uniform", "greedy")
 
@@ -94,9 +102,9 @@ DETERMINISTIC = ("uniform", "greedy")
 def parse_agent(label: str) -> tuple[str, bool]:
     """``NAME`` or ``NAME+warm`` (an RL agent warm-started from the sensitivity scan)."""
     name, _, variant = label.partition("+")
-    if name not in AGENTS or variant not in ("", "warm") or (variant and name not in RL_AGENTS):
+    if name not in AGENTS or variant not in ("", "warm") or (variant and name not in WARM_START_AGENTS):
         raise ValueError(f"unknown agent {label!r}; accepted: {', '.join(AGENTS)}, or NAME+warm for "
-                         f"{', '.join(RL_AGENTS)} (warm-started from the sensitivity scan)")
+                         f"{', '.join(WARM_START_AGENTS)} (warm-started from the sensitivity scan)")
     return name, variant == "warm"
 
 
@@ -112,148 +120,6 @@ def arms_for(budget: float, agents: tuple[str, ...], settings, reference_factor:
         arms.append(Arm("reference", replace(base, agent="evolution", evaluations=settings.evaluations * reference_factor),
                         seeds=(reference_seed,), extras={"role": f"long evolution ({reference_factor}x evaluations)"}))
     return arms
-
-
-class UniformComparison:
-    """Paired test-set comparisons of configurations: against uniform compression at equal
-    or larger size, or against another configuration.
-
-    Models are exported truly factorised by the searches' factorisation method (as ``shrinkml
-    search`` exports them) and scored by ``evaluate`` (which returns an object with
-    ``utterance_errors()``, as :class:`asr.evaluate.Evaluation`); per-utterance errors are
-    memoised by method and rank map, so a uniform opponent two seeds share is decoded once.
-    """
-
-    def __init__(self, target: Any, evaluate: Callable[[Any], Any], resamples: int = 2000) -> None:
-        from shrinkml_env.compression import all_matrices, describe_layers
-
-        self.target, self.model, self.evaluate, self.resamples = target, target.model, evaluate, resamples
-        self.layers = describe_layers(self.model, target.layers)
-        self.matrices = all_matrices(self.layers)
-        self._banks: dict[str, Any] = {}
-        self._errors: dict[tuple, tuple[list[int], list[int]]] = {}
-
-    @classmethod
-    def on_test_set(cls, checkpoint: str, test_utterances: int | None) -> UniformComparison:
-        """For an ASR checkpoint (``"default"``: the shipped one), on the default test split."""
-        from agents.targets import make_search_target
-
-        kit = make_search_target(checkpoint, test_utterances=test_utterances)
-        return cls(kit.target, kit.test_error.evaluate)
-
-    def _utterance_errors(self, ranks: dict[str, int], factorisation: str) -> tuple[list[int], list[int]]:
-        from shrinkml_env.compression import export_factorised
-        from shrinkml_env.plan import export_bank, factorisation_bank
-
-        key = (factorisation, *sorted(ranks.items()))
-        if key not in self._errors:
-            if factorisation not in self._banks:
-                self._banks[factorisation] = factorisation_bank(self.target, self.layers, factorisation)
-            bank = export_bank(self.target, self.layers, ranks, factorisation, self._banks[factorisation])
-            model = export_factorised(self.model, self.layers, ranks, bank)
-            self._errors[key] = self.evaluate(model).utterance_errors()
-        return self._errors[key]
-
-    def _paired(self, a: dict[str, int], b: dict[str, int], factorisation: str) -> dict[str, Any]:
-        from asr.metrics import paired_wer_difference
-
-        errors, words = self._utterance_errors(a, factorisation)
-        other, _ = self._utterance_errors(b, factorisation)
-        diff = paired_wer_difference(errors, other, words, resamples=self.resamples)
-        return {"difference": diff.difference, "low": diff.low, "high": diff.high, "confidence": diff.confidence,
-                "utterances": diff.utterances, "wer_a": diff.wer_a, "wer_b": diff.wer_b}
-
-    def _rank_map(self, ranks: list[int]) -> dict[str, int]:
-        return {m.key: int(r) for m, r in zip(self.matrices, ranks, strict=True)}
-
-    def __call__(self, ranks: list[int], factorisation: str = "plain") -> dict[str, Any]:
-        from shrinkml_env.compression import size_ratio, uniform_ranks_at_size
-
-        chosen = self._rank_map(ranks)
-        size = size_ratio(self.matrices, chosen)
-        uniform, uniform_size = uniform_ranks_at_size(self.matrices, size, at_least=True)
-        p = self._paired(chosen, uniform, factorisation)
-        return {"size_ratio": size, "uniform_size_ratio": uniform_size, "test_wer": p.pop("wer_a"),
-                "uniform_test_wer": p.pop("wer_b"), **p}
-
-    def versus(self, ranks: list[int], other: list[int], factorisation: str) -> dict[str, Any]:
-        """``ranks`` against ``other`` (difference = ranks − other), paired over test utterances."""
-        from shrinkml_env.compression import size_ratio
-
-        a, b = self._rank_map(ranks), self._rank_map(other)
-        p = self._paired(a, b, factorisation)
-        return {"size_ratio": size_ratio(self.matrices, a), "other_size_ratio": size_ratio(self.matrices, b),
-                "test_wer": p.pop("wer_a"), "other_test_wer": p.pop("wer_b"), **p}
-
-
-def _factorisation(arm: dict[str, Any]) -> str:
-    return arm.get("config", {}).get("factorisation", "plain")  # studies from before the option: plain SVD
-
-
-def _tally(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"runs": rows, "median_difference": statistics.median(r["difference"] for r in rows),
-            "seeds_better": sum(r["difference"] < 0 for r in rows),
-            "seeds_better_beyond_interval": sum(r["high"] < 0 for r in rows), "seeds": len(rows)}
-
-
-def compare_with_uniform(arms: dict[str, Any], agents: tuple[str, ...], compare: UniformComparison) -> dict[str, Any]:
-    """Per agent: each seed's final configuration against uniform at equal or larger size."""
-    out: dict[str, Any] = {}
-    for agent in agents:
-        if agent not in arms:
-            continue
-        method = _factorisation(arms[agent])
-        rows = [{"seed": run["seed"], **compare(run["best"]["ranks"], method)}
-                for run in arms[agent]["runs"] if run["best"]]
-        if rows:
-            out[agent] = _tally(rows)
-    return out
-
-
-def best_baseline(arms: dict[str, Any], agent: str) -> str | None:
-    """The arm other than ``agent`` (and uniform, the reference and RL agents) with the lowest
-    median final test WER: the opponent an RL agent has to beat."""
-    candidates = [(a["summary"]["test_wer"]["median"], label) for label, a in arms.items()
-                  if label not in (agent, "uniform", "reference") and label.partition("+")[0] not in RL_AGENTS
-                  and a["summary"]["test_wer"]["median"] is not None]
-    return min(candidates)[1] if candidates else None
-
-
-def compare_with_best_baseline(arms: dict[str, Any], agent: str, compare: UniformComparison) -> dict[str, Any] | None:
-    """Each seed's final configuration of ``agent`` against the best baseline's of the same
-    seed (a deterministic baseline's one run for every seed), paired on the test set."""
-    opponent = best_baseline(arms, agent)
-    if agent not in arms or opponent is None:
-        return None
-    theirs = {run["seed"]: run["best"] for run in arms[opponent]["runs"] if run["best"]}
-    rows = []
-    for run in arms[agent]["runs"]:
-        other = theirs.get(run["seed"]) or (next(iter(theirs.values())) if len(theirs) == 1 else None)
-        if run["best"] and other:
-            rows.append({"seed": run["seed"],
-                         **compare.versus(run["best"]["ranks"], other["ranks"], _factorisation(arms[agent]))})
-    return {"baseline": opponent, **_tally(rows)} if rows else None
-
-
-def choose_agent(payload: dict[str, Any]) -> dict[str, Any]:
-    """The agent to recommend, on the held-out dev pool: at each dev-pool evaluation count,
-    the lowest mean over budgets of the median (over seeds) dev-pool WER; only agents that
-    ran at every budget (uniform and the reference excluded)."""
-    out: dict[str, Any] = {}
-    budgets = payload["budgets"]
-    for count in payload["settings"].get("dev_pool_at") or []:
-        means = {}
-        labels = set.intersection(*(set(block["arms"]) for block in budgets.values())) - {"uniform", "reference"}
-        for label in labels:
-            medians = [budgets[b]["arms"][label]["summary"].get("dev_pool_wer", {}).get(str(count), {}).get("median")
-                       for b in budgets]
-            if all(m is not None for m in medians):
-                means[label] = statistics.mean(medians)
-        if means:
-            ranking = sorted(means, key=means.get)
-            out[str(count)] = {"chosen": ranking[0], "mean_dev_pool_wer": {k: means[k] for k in ranking},
-                               "budgets": sorted(budgets, key=float)}
-    return out
 
 
 def merge_earlier(payload: dict[str, Any], earlier: dict[str, Any] | None) -> dict[str, Any]:
@@ -295,7 +161,7 @@ def plot_budget(budget: str, block: dict[str, Any], output_dir: Path | None) -> 
 
 
 # What a reference run measured elsewhere must share with the study it joins.
-_REFERENCE_SETTINGS = ("target", "evaluations", "test_utterances", "search_utterances", "test_every")
+_REFERENCE_SETTINGS = ("target", "evaluations", "test_utterances", "search_utterances", "test_every", "export")
 
 
 def add_reference(payload: dict[str, Any], source: dict[str, Any], origin: str = "") -> list[str]:
@@ -355,7 +221,9 @@ def summary_markdown(payload: dict[str, Any]) -> str:
     lines += [f"{settings['evaluations']} unique evaluations per run, seeds {settings['seeds']}; "
               f"test set: {payload['test_description']}. Cells: median [min, max] over seeds.", ""]
     counts = settings.get("dev_pool_at") or []
-    lines += ["Deterministic agents (uniform, greedy) run once (`runs`)."
+    if settings.get("export") != EXPORT:
+        lines += ["Configurations were exported by plain SVD whatever the search's method.", ""]
+    lines += ["Deterministic agents (uniform, greedy) run once (`runs`)." if settings.get("export") == EXPORT else ""
               + (" The dev pool (dev utterances 600–1200 outside the search subset; neither searched nor "
                  "calibrated on) is where the recommended agent is chosen; test WER is reported, never used "
                  "to choose." if counts else ""), ""]
@@ -402,9 +270,10 @@ def summary_markdown(payload: dict[str, Any]) -> str:
                          f"{comparison['seeds_better']} of {comparison['seeds']} seeds "
                          f"({comparison['seeds_better_beyond_interval']} with the whole interval below zero).")
         for agent, c in (block.get("versus_best_baseline") or {}).items():
-            lines += ["", f"{agent} against the best baseline, {c['baseline']} (lowest median test WER of the "
-                      f"baselines), same seed (test set, {c['runs'][0]['utterances']} utterances, paired bootstrap "
-                      f"{c['runs'][0]['confidence']:.0%}):", "",
+            unpaired = f"; seeds without a partner: {c['unpaired_seeds']}" if c["unpaired_seeds"] else ""
+            lines += ["", f"{agent} against the best baseline, {c['baseline']} (lowest median WER of the "
+                      f"baselines on the {c['baseline_chosen_on']}), same seed (test set, {c['runs'][0]['utterances']} "
+                      f"utterances, paired bootstrap {c['runs'][0]['confidence']:.0%}{unpaired}):", "",
                       "| seed | size | baseline size | test WER | baseline test WER | difference [interval] |",
                       "|---|---|---|---|---|---|"]
             for r in c["runs"]:
@@ -456,12 +325,12 @@ def main(argv: list[str] | None = None) -> int:
     compare_agents = tuple(a for a in parse_names(args.compare) if a in agents)
     if args.quick and args.compare_test_utterances is None:
         args.compare_test_utterances = settings.test_utterances
-    compare = (UniformComparison.on_test_set(settings.target, args.compare_test_utterances)
+    compare = (UniformComparison.on_test_set(settings.target, args.compare_test_utterances, settings.runs_dir)
                if compare_agents and settings.target != "toy" else None)
     payload: dict[str, Any] = {
         "meta": run_metadata(quick=args.quick),
         "note": quick_note(settings),
-        "settings": {**settings.to_dict(), "budgets": list(budgets), "agents": list(agents),
+        "settings": {**settings.to_dict(), "budgets": list(budgets), "agents": list(agents), "export": EXPORT,
                      "reference_factor": reference_factor, "reference_seed": args.reference_seed},
         "test_description": kit.test_description,
         "target_identity": target_identity(kit.target),
@@ -490,7 +359,12 @@ def main(argv: list[str] | None = None) -> int:
     payload["test_seconds"] = kit.test_error.seconds if settings.jobs == 1 else None
     earlier_path = output_path("search.json", args.output_dir)
     if args.keep_budgets and earlier_path.exists():
-        payload = merge_earlier(payload, json.loads(earlier_path.read_text(encoding="utf-8")))
+        earlier = json.loads(earlier_path.read_text(encoding="utf-8"))
+        payload = merge_earlier(payload, earlier)
+        dropped = sorted(set(earlier.get("budgets", {})) - set(payload["budgets"]), key=float)
+        if dropped:
+            print(f"{earlier_path}: budgets {', '.join(dropped)} were measured with other settings, another "
+                  "model or another test set, and are replaced by this run's (--no-keep-budgets says so up front)")
     payload["choice"] = choose_agent(payload)
     path = write_output("search.json", payload, args.output_dir)
     write_text("search.md", summary_markdown(payload), args.output_dir)

@@ -25,8 +25,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bench_search import UniformComparison, compare_with_uniform
 from benchmarks.common import run_metadata
+from benchmarks.comparisons import UniformComparison, compare_with_uniform
 from benchmarks.search_study import count_or_all, parse_floats, parse_names, weights_fingerprint
 from benchmarks.study_output import set_threads, write_output, write_text
 

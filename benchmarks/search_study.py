@@ -27,6 +27,7 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -43,10 +44,9 @@ from agents.search import run_search
 from agents.targets import SearchTarget, make_search_target, toy_search_target
 from benchmarks.common import RESULTS
 from benchmarks.study_output import summarise
-from shrinkml_env.compression import SVDBank, all_matrices, describe_layers, export_factorised
-from shrinkml_env.plan import export_bank, factorisation_bank
+from shrinkml_env.plan import Exporter
 
-__all__ = ["Arm", "MemoisedTestError", "StudySettings", "add_study_arguments", "build_dev_error", "build_kit", "run_study", "running_best", "settings_from_args", "target_identity", "weights_fingerprint"]
+__all__ = ["Arm", "MemoisedTestError", "StudySettings", "add_study_arguments", "build_dev_error", "build_kit", "memo_store", "run_study", "running_best", "settings_from_args", "target_identity", "weights_fingerprint"]
 
 _SIZE_TOLERANCE = 1e-9
 
@@ -103,7 +103,8 @@ class StudySettings:
             raise ValueError("search_utterances applies to ASR targets; the toy target has none")
         dev_at = tuple(sorted({int(k) for k in self.dev_pool_at}))
         if dev_at and (dev_at[0] < 1 or dev_at[-1] > self.evaluations):
-            raise ValueError(f"dev_pool_at must lie in 1..evaluations ({self.evaluations}); got {list(self.dev_pool_at)}")
+            raise ValueError(f"dev_pool_at must lie in 1..evaluations ({self.evaluations}); got "
+                             f"{list(self.dev_pool_at)}: give counts no larger than the evaluations per run")
         if dev_at and self.target == "toy":
             raise ValueError("dev_pool_at applies to ASR targets; the toy target has no dev pool")
         object.__setattr__(self, "dev_pool_at", dev_at)
@@ -207,15 +208,18 @@ class MemoisedTestError:
     Each call hashes the state dict (tens of milliseconds for the shipped model) and decodes
     the test set only for weights it has not scored yet. Counts what it decoded.
 
-    With ``store`` (a folder), every score is also appended to ``store/<pid>.jsonl`` and all
-    files there are read at start, so a resumed study, or its other worker processes, decode
-    nothing twice. A store belongs to one scorer (one test set, or one dev pool): name it so.
+    With ``store`` (a folder), every score is also appended to a file of this object's own
+    there (``<pid>-<tag>.jsonl``), and every file there is read at start: a resumed study (or
+    a later worker process) does not decode again what an earlier process scored. Processes
+    running side by side do not see each other's new scores. A store belongs to one scorer
+    (one test set, or one dev pool): :func:`memo_store` names it so.
     """
 
     def __init__(self, test_error: Callable[[nn.Module], float], store: Path | None = None) -> None:
         self._test_error = test_error
         self._known: dict[str, float] = {}
         self._store = store
+        self._file_name = f"{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
         self.decodes = 0
         self.seconds = 0.0
         if store is not None:
@@ -236,7 +240,7 @@ class MemoisedTestError:
             self.decodes += 1
             if self._store is not None:
                 Path(self._store).mkdir(parents=True, exist_ok=True)
-                with open(Path(self._store) / f"{os.getpid()}.jsonl", "a", encoding="utf-8") as f:
+                with open(Path(self._store) / self._file_name, "a", encoding="utf-8") as f:
                     f.write(json.dumps({"key": key, "error": self._known[key]}) + "\n")
         return self._known[key]
 
@@ -265,7 +269,7 @@ def build_kit(settings: StudySettings) -> SearchTarget:
             path = default_checkpoint() if settings.target == "default" else Path(settings.target)
             subset = load_split("search")[: settings.search_utterances]
             kit = replace(kit, target=asr_target(path, subset, name=f"{kit.target.name}-search{len(subset)}"))
-    store = _memo_store(settings, f"test-{settings.test_utterances or 'all'}")
+    store = memo_store(settings.runs_dir, f"test-{settings.test_utterances or 'all'}", kit.test_error)
     return replace(kit, test_error=MemoisedTestError(kit.test_error, store))
 
 
@@ -277,13 +281,23 @@ def build_dev_error(settings: StudySettings) -> MemoisedTestError | None:
     from asr.checkpoint import load_checkpoint
     from asr.default import default_checkpoint
 
-    path = default_checkpoint() if settings.target == "default" else Path(settings.target)
-    _, tokenizer, _ = load_checkpoint(path)
-    return MemoisedTestError(asr_dev_pool_scorer(tokenizer), _memo_store(settings, "dev-pool"))
+    _, tokenizer, _ = load_checkpoint(default_checkpoint() if settings.target == "default" else settings.target)
+    scorer = asr_dev_pool_scorer(tokenizer)
+    return MemoisedTestError(scorer, memo_store(settings.runs_dir, "dev-pool", scorer))
 
 
-def _memo_store(settings: StudySettings, name: str) -> Path | None:
-    return None if settings.runs_dir is None else Path(settings.runs_dir) / "scores" / name
+# Bumped whenever what a kept score means changes (decoding, WER, export), so none is reused.
+SCORES_FORMAT = 1
+
+
+def memo_store(runs_dir: str | os.PathLike[str] | None, kind: str, scorer: object) -> Path | None:
+    """Where a study under ``runs_dir`` keeps the scores of ``scorer``: named by ``kind``, the
+    scorer's data fingerprint (test set or dev pool) and :data:`SCORES_FORMAT`; None without
+    a runs folder."""
+    if runs_dir is None:
+        return None
+    identity = getattr(scorer, "fingerprint", None) or "unnamed"
+    return Path(runs_dir) / "scores" / f"{kind}-{identity}-v{SCORES_FORMAT}"
 
 
 class _RankScorer:
@@ -292,24 +306,15 @@ class _RankScorer:
 
     def __init__(self, kit: SearchTarget, dev_error: Callable[[nn.Module], float] | None = None) -> None:
         self.kit, self.dev_error = kit, dev_error
-        self.layers = describe_layers(kit.target.model, kit.target.layers)
-        self.matrices = all_matrices(self.layers)
-        self._banks: dict[str, SVDBank] = {}
-
-    def export(self, ranks: Sequence[int], factorisation: str) -> nn.Module:
-        if factorisation not in self._banks:
-            self._banks[factorisation] = factorisation_bank(self.kit.target, self.layers, factorisation)
-        rank_map = {m.key: int(r) for m, r in zip(self.matrices, ranks)}
-        bank = export_bank(self.kit.target, self.layers, rank_map, factorisation, self._banks[factorisation])
-        return export_factorised(self.kit.target.model, self.layers, rank_map, bank)
+        self.exporter = Exporter(kit.target)
 
     def __call__(self, ranks: Sequence[int], factorisation: str) -> float:
-        return self.kit.test_error(self.export(ranks, factorisation))
+        return self.kit.test_error(self.exporter.export(ranks, factorisation))
 
     def dev(self, ranks: Sequence[int], factorisation: str) -> float:
         if self.dev_error is None:
             raise ValueError("this study scores no dev pool (dev_pool_at is empty)")
-        return self.dev_error(self.export(ranks, factorisation))
+        return self.dev_error(self.exporter.export(ranks, factorisation))
 
 
 # -- one run ----------------------------------------------------------------------------------
@@ -417,8 +422,8 @@ def _run_one(arm: Arm, seed: int, kit: SearchTarget, scorer: _RankScorer, root: 
     bests = running_best(records, config.budget)
     last = len(bests) - 1
     method = config.factorisation
-    test_wer = [None if best is None or ((k + 1) % test_every and k != last) else scorer(best.ranks, method)
-                for k, best in enumerate(bests)]
+    test_wer = [None if best is None or ((k + 1) % test_every and k != last and k + 1 not in dev_pool_at)
+                else scorer(best.ranks, method) for k, best in enumerate(bests)]
     final = bests[-1] if bests else None
     row: dict[str, Any] = {
         "seed": seed,

@@ -33,7 +33,7 @@ from shrinkml_env.compression.svd import FACTORISATIONS
 from shrinkml_env.search_space import RankMenu
 from shrinkml_env.target import CompressionTarget
 
-__all__ = ["STATIC_FEATURES", "CompressionPlan", "export_bank", "factorisation_bank"]
+__all__ = ["STATIC_FEATURES", "CompressionPlan", "Exporter", "export_bank", "factorisation_bank"]
 
 STATIC_FEATURES = (
     "position",
@@ -239,6 +239,43 @@ class CompressionPlan:
         """Share of the squared singular values kept at ``fraction`` of full rank."""
         s2 = self.bank.singular_values(matrix.key).double() ** 2
         return float(s2[: rank_for_fraction(matrix, fraction)].sum() / s2.sum().clamp(min=1e-30))
+
+
+class Exporter:
+    """Exports ``target`` truly factorised at any ranks by any factorisation method, as
+    :meth:`CompressionPlan.export` does, without a menu: for scoring configurations that
+    searches chose. Banks are computed once per method; the last export is kept, so asking
+    again for the same configuration (a running best that did not change) costs nothing,
+    which matters for ``sequential``, whose every export is a refit. Exported models are
+    shared with that cache: evaluate them, do not train them in place."""
+
+    def __init__(self, target: CompressionTarget) -> None:
+        self.target = target
+        self.layers = describe_layers(target.model, target.layers)
+        self.matrices: tuple[MatrixSpec, ...] = all_matrices(self.layers)
+        self._banks: dict[str, SVDBank] = {}
+        self._last: tuple[tuple, torch.nn.Module] | None = None
+
+    def rank_map(self, ranks: Sequence[int] | Mapping[str, int]) -> dict[str, int]:
+        """Rank per matrix key, from one rank per matrix (episode order) or a mapping."""
+        if isinstance(ranks, Mapping):
+            return {str(k): int(r) for k, r in ranks.items()}
+        if len(ranks) != len(self.matrices):
+            raise ValueError(f"need one rank per matrix ({len(self.matrices)}); got {len(ranks)}")
+        return {m.key: int(r) for m, r in zip(self.matrices, ranks)}
+
+    def export(self, ranks: Sequence[int] | Mapping[str, int], factorisation: str) -> torch.nn.Module:
+        """The model at ``ranks`` by ``factorisation`` (one of ``FACTORISATIONS``)."""
+        rank_map = self.rank_map(ranks)
+        key = (factorisation, *sorted(rank_map.items()))
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
+        if factorisation not in self._banks:
+            self._banks[factorisation] = factorisation_bank(self.target, self.layers, factorisation)
+        bank = export_bank(self.target, self.layers, rank_map, factorisation, self._banks[factorisation])
+        model = export_factorised(self.target.model, self.layers, rank_map, bank)
+        self._last = (key, model)
+        return model
 
 
 def export_bank(target: CompressionTarget, layers: Sequence[LayerSpec], ranks: Mapping[str, int],

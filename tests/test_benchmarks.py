@@ -11,6 +11,7 @@ import torch
 
 from agents.budget import EvaluationRecord
 from agents.config import SearchConfig
+from agents.run_dir import RunDir
 from benchmarks import (
     bench_headline,
     bench_inference,
@@ -18,6 +19,7 @@ from benchmarks import (
     bench_scaling,
     bench_search,
     bench_search_space,
+    comparisons,
 )
 from benchmarks.search_study import (
     Arm,
@@ -122,12 +124,12 @@ def test_uniform_comparison_opposes_uniform_at_equal_or_larger_size() -> None:
     full = [m.full_rank for m in compare.matrices]
     # Starve the first half of the matrices, keep the rest near full rank.
     ranks = [1 if i < len(full) // 2 else max(1, f - 1) for i, f in enumerate(full)]
-    row = compare(ranks)
+    row = compare(ranks, factorisation="plain")
     assert row["uniform_size_ratio"] >= row["size_ratio"]
     assert row["low"] <= row["difference"] <= row["high"]
     assert row["difference"] == pytest.approx(row["test_wer"] - row["uniform_test_wer"])
     assert scorer.calls == 2
-    compare(ranks)  # memoised: nothing decoded again
+    compare(ranks, factorisation="plain")  # memoised: nothing decoded again
     assert scorer.calls == 2
     arms = {"ppo": {"runs": [{"seed": 0, "best": {"ranks": ranks}}, {"seed": 1, "best": None}]}}
     summary = bench_search.compare_with_uniform(arms, ("ppo", "random"), compare)
@@ -409,7 +411,7 @@ def test_study_arms_name_warm_agents_and_run_deterministic_agents_once() -> None
     assert not arms["ppo"].config.warm_start
     assert arms["greedy"].seeds == arms["uniform"].seeds == (3,)  # nothing random in them
     assert arms["tpe"].seeds is None  # the study's seeds
-    for bad in ("greedy+warm", "ppo+cold", "sgd"):
+    for bad in ("greedy+warm", "dqn+warm", "ppo+cold", "sgd"):
         with pytest.raises(ValueError, match=f"unknown agent '{re.escape(bad)}'"):
             bench_search.parse_agent(bad)
     with pytest.raises(SystemExit):
@@ -459,13 +461,24 @@ def test_study_decodes_the_running_best_on_the_dev_pool_at_chosen_counts(tmp_pat
 
     scorer = _RankScorer(kit, dev_error)
     arm = Arm("random", SearchConfig(agent="random", budget=0.4, evaluations=4, target="toy"))
-    row = _run_one(arm, 0, kit, scorer, tmp_path, {}, False, 1, (2, 4))
-    assert set(row["dev_pool"]) == {"2", "4"}
-    final = row["dev_pool"]["4"]
-    assert final["ranks"] == row["best"]["ranks"] and final["found_at"] == row["best"]["found_at"]
-    assert final["dev_pool_wer"] in (0.51, 0.52)
+    row = _run_one(arm, 0, kit, scorer, tmp_path / "random", {}, False, 3, (2, 4))
+    records = RunDir(next((tmp_path / "random").iterdir())).evaluations()
+    bests = running_best(records, 0.4)
+    assert row["dev_pool"]["2"]["ranks"] == list(bests[1].ranks)
+    assert row["dev_pool"]["2"]["dev_pool_wer"] == 0.51 and row["dev_pool"]["4"]["dev_pool_wer"] == 0.52
+    assert row["dev_pool"]["4"]["ranks"] == row["best"]["ranks"]
+    # Test WER is scored at the dev-pool counts too (and at every 3rd and the last), so both
+    # columns of the table have a value there.
+    assert [v is not None for v in row["curve"]["test_wer"]] == [False, True, True, True]
     summary = summarise([row, row], 4)
-    assert summary["dev_pool_wer"]["4"]["median"] == final["dev_pool_wer"]
+    assert summary["dev_pool_wer"]["4"]["median"] == 0.52
+    # A run that stopped after one evaluation keeps its best for later counts.
+    uniform = Arm("uniform", SearchConfig(agent="uniform", budget=0.4, evaluations=4, target="toy"))
+    row = _run_one(uniform, 0, kit, scorer, tmp_path / "uniform", {}, False, 1, (2, 4))
+    assert row["evaluations"] == 1 and row["dev_pool"]["4"]["ranks"] == row["best"]["ranks"]
+    # A seed with nothing within the budget at a count has no dev-pool score, and the spread counts it out.
+    empty = {**row, "dev_pool": {"2": None, "4": None}}
+    assert summarise([row, empty], 4)["dev_pool_wer"]["2"]["n"] == 1
 
 
 def test_best_baseline_comparison_and_dev_pool_choice() -> None:
@@ -476,23 +489,62 @@ def test_best_baseline_comparison_and_dev_pool_choice() -> None:
     half = [max(1, f // 2) for f in full]
     starved = [1 if i < len(full) // 2 else max(1, f - 1) for i, f in enumerate(full)]
 
-    def arm(test_wer, ranks, seeds=(0, 1), dev=None):
+    def arm(test_wer, ranks, seeds=(0, 1), dev=None, found=None):
         runs = [{"seed": s, "best": {"ranks": ranks}} for s in seeds]
-        summary = {"test_wer": {"median": test_wer},
-                   "dev_pool_wer": {"100": {"median": dev if dev is not None else test_wer}}}
+        n = len(seeds) if found is None else found
+        summary = {"runs": len(seeds), "test_wer": {"median": test_wer, "n": n},
+                   "dev_pool_wer": {"100": {"median": dev if dev is not None else test_wer, "n": n}}}
         return {"runs": runs, "summary": summary, "config": {"factorisation": "plain"}}
 
     arms = {"ppo+warm": arm(0.30, starved), "dqn": arm(0.20, half), "greedy": arm(0.31, half, seeds=(0,)),
-            "tpe": arm(0.33, starved), "uniform": arm(0.10, half, seeds=(0,))}
-    # The best baseline is greedy: uniform and RL agents (dqn) are not baselines.
-    assert bench_search.best_baseline(arms, "ppo+warm") == "greedy"
-    out = bench_search.compare_with_best_baseline(arms, "ppo+warm", compare)
+            "tpe": arm(0.33, starved), "random": arm(0.05, half, found=1), "uniform": arm(0.10, half, seeds=(0,))}
+    # The best baseline is greedy: uniform and RL agents (dqn) are not baselines, and random's
+    # median stands on one seed of two.
+    assert comparisons.best_baseline(arms, "ppo+warm") == ("greedy", "dev pool")
+    out = comparisons.compare_with_best_baseline(arms, "ppo+warm", compare)
     assert out["baseline"] == "greedy" and [r["seed"] for r in out["runs"]] == [0, 1]  # one greedy run for both
+    assert out["unpaired_seeds"] == []
     assert all(r["difference"] == pytest.approx(r["test_wer"] - r["other_test_wer"]) for r in out["runs"])
+    # A seeded baseline is paired seed by seed: its seed 1 found nothing, so seed 1 goes unpaired.
+    arms["tpe"] = arm(0.25, half)
+    arms["tpe"]["runs"][1]["best"] = None
+    out = comparisons.compare_with_best_baseline(arms, "ppo+warm", compare)
+    assert out["baseline"] == "tpe" and [r["seed"] for r in out["runs"]] == [0] and out["unpaired_seeds"] == [1]
+    arms["tpe"] = arm(0.33, starved)
     payload = {"settings": {"dev_pool_at": [100]},
                "budgets": {"0.3": {"arms": arms},
                            "0.2": {"arms": {**arms, "tpe": arm(0.5, starved, dev=0.26)}}}}
-    choice = bench_search.choose_agent(payload)["100"]
-    # tpe: mean of 0.33 and 0.26 = 0.295 beats ppo+warm (0.30); dqn (0.20) is lowest of all.
+    choice = comparisons.choose_agent(payload)["100"]
+    # tpe: mean of 0.33 and 0.26 = 0.295 beats ppo+warm (0.30); dqn (0.20) is lowest of all;
+    # random, with one seed of two, does not compete.
     assert list(choice["mean_dev_pool_wer"])[:3] == ["dqn", "tpe", "ppo+warm"]
-    assert choice["chosen"] == "dqn" and "uniform" not in choice["mean_dev_pool_wer"]
+    assert choice["chosen"] == "dqn" and {"uniform", "random"}.isdisjoint(choice["mean_dev_pool_wer"])
+    assert comparisons.choose_agent({"settings": {"dev_pool_at": [100]}, "budgets": {}}) == {}
+
+
+def test_search_summary_shows_dev_pool_columns_choice_and_both_comparisons() -> None:
+    def spread_of(v):
+        return {"median": v, "min": v, "max": v, "n": 1}
+
+    summary = {"runs": 1, "test_wer": spread_of(0.4), "search_wer": spread_of(0.41), "size_ratio": spread_of(0.3),
+               "found_at": spread_of(50), "seconds": spread_of(9.0), "dev_pool_wer": {"100": spread_of(0.42)},
+               "test_wer_curve": {"evaluations": [1, 2], "median": [0.5, 0.4], "min": [0.5, 0.4], "max": [0.5, 0.4]}}
+    paired = {"seed": 0, "size_ratio": 0.3, "test_wer": 0.4, "difference": -0.01, "low": -0.02, "high": 0.0,
+              "confidence": 0.95, "utterances": 1500}
+    payload = {"settings": {"evaluations": 2, "seeds": [0], "dev_pool_at": [100], "export": bench_search.EXPORT},
+               "test_description": "test", "choice": {"100": {"chosen": "ppo+warm", "budgets": ["0.3"],
+                                                              "mean_dev_pool_wer": {"ppo+warm": 0.42}}},
+               "budgets": {"0.3": {"baseline_test_wer": 0.3, "plot": "p.png", "arms": {"ppo+warm": {"summary": summary}},
+                                   "versus_uniform": {"ppo+warm": {"runs": [{**paired, "uniform_size_ratio": 0.31,
+                                                                             "uniform_test_wer": 0.41}],
+                                                                   "median_difference": -0.01, "seeds_better": 1,
+                                                                   "seeds_better_beyond_interval": 0, "seeds": 1}},
+                                   "versus_best_baseline": {"ppo+warm": {
+                                       "baseline": "greedy", "baseline_chosen_on": "dev pool", "unpaired_seeds": [],
+                                       "runs": [{**paired, "other_size_ratio": 0.29, "other_test_wer": 0.41}],
+                                       "median_difference": -0.01, "seeds_better": 1,
+                                       "seeds_better_beyond_interval": 0, "seeds": 1}}}}}
+    text = bench_search.summary_markdown(payload)
+    assert "**Recommended at 100 evaluations" in text and ": ppo+warm.**" in text
+    assert "| ppo+warm | 1 | 0.4000 [0.4000, 0.4000] | 0.4000 [0.4000, 0.4000] | 0.4200 [0.4200, 0.4200] |" in text
+    assert "against the best baseline, greedy" in text and "| 0 | 0.300 | 0.290 | 0.4000 | 0.4100 |" in text

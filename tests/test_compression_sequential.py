@@ -114,3 +114,22 @@ def test_a_sequential_search_exports_the_refitted_model(tmp_path):
     expected = env.plan.export(result.best.ranks).state_dict()
     assert all(torch.allclose(v, expected[k]) for k, v in exported.state_dict().items())
     assert result.best.test_wer == pytest.approx(kit.test_error(exported))
+
+
+def test_the_exporter_exports_as_the_plan_does_for_every_method_and_keeps_the_last_export():
+    from shrinkml_env.plan import Exporter
+
+    target = toy_target()
+    exporter = Exporter(target)
+    for method in ("plain", "whitened", "sequential"):
+        env = ShrinkMLEnv(target=target, budget=0.4, factorisation=method)
+        ranks = env.plan.ranks([1] * env.steps)
+        expected = env.plan.export(ranks).state_dict()
+        model = exporter.export(ranks, method)
+        assert all(torch.equal(model.state_dict()[k], expected[k]) for k in expected)
+        assert exporter.export(ranks, method) is model  # the same configuration again: no refit
+        assert exporter.export(dict(exporter.rank_map(ranks)), method) is model
+    with pytest.raises(ValueError, match=r"one rank per matrix \(\d+\); got 1"):
+        exporter.export([1], "plain")
+    with pytest.raises(ValueError, match="unknown factorisation 'svd'"):
+        exporter.export(ranks, "svd")
