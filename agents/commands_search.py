@@ -76,9 +76,10 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
                    "error of each matrix's outputs on calibration data; same exported structure) "
                    "or sequential (searches as whitened, then refits each exported model layer by layer "
                    "to the dense outputs given the compressed layers below) (default: %(default)s)")
-    p.add_argument("--warm-start", action="store_true",
+    p.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=None,
                    help="ppo, a2c, maskable_ppo: start from the sensitivity scan (its evaluations count), with "
-                   "each layer's sensitivity in the observation and the policy taught the allocation it predicts best")
+                   "each layer's sensitivity in the observation and the policy taught the allocation it predicts "
+                   "best (default: on for those agents; --no-warm-start for the plain agent)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -96,10 +96,12 @@ class SearchConfig:
         warm_start: on-policy RL agents (``ppo``, ``a2c``, ``maskable_ppo``) only: run the
             sensitivity scan first (its evaluations count), show each step's sensitivity in
             the observation and start the policy at the allocation it predicts best
-            (:mod:`agents.rl`).
+            (:mod:`agents.rl`). None (default): on for those agents (:attr:`warm_started`),
+            since warm PPO measured better than plain PPO on the dev pool; False: the plain
+            agent.
     """
 
-    agent: str = "greedy"  # lowest dev-pool WER at sizes 0.5 and 0.3 (benchmarks/results/agent_choice.json)
+    agent: str = "ppo"  # warm-started: lowest dev-pool WER at 100 evaluations (benchmarks/results/search.json)
     budget: float = 0.3
     reward: str = "wer_size"
     evaluations: int = 100
@@ -122,7 +124,7 @@ class SearchConfig:
     worker_gpus: float = 0.0
     budget_metric: str = "size"
     latency_batch: int = 1
-    warm_start: bool = False
+    warm_start: bool | None = None
 
     def __post_init__(self) -> None:
         _check_agent(self.agent)
@@ -173,8 +175,8 @@ class SearchConfig:
                 "dqn learns from whole episodes one env at a time, so it cannot collect episodes on "
                 f"{self.workers} workers; use --workers 1 with dqn, or an on-policy agent (ppo, a2c, maskable_ppo)"
             )
-        if not isinstance(self.warm_start, bool):
-            raise TypeError(f"warm_start must be True or False; got {self.warm_start!r}")
+        if self.warm_start is not None and not isinstance(self.warm_start, bool):
+            raise TypeError(f"warm_start must be True, False or None (the agent's default); got {self.warm_start!r}")
         if self.warm_start and self.agent not in WARM_START_AGENTS:
             raise ValueError(
                 f"warm_start applies to the on-policy RL agents {', '.join(WARM_START_AGENTS)}; agent "
@@ -187,6 +189,11 @@ class SearchConfig:
     @property
     def is_rl(self) -> bool:
         return self.agent in RL_AGENTS
+
+    @property
+    def warm_started(self) -> bool:
+        """Whether the search warm-starts: ``warm_start``, or by default for the agents that can."""
+        return self.warm_start if self.warm_start is not None else self.agent in WARM_START_AGENTS
 
     @property
     def episode_limit(self) -> int:

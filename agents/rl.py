@@ -185,7 +185,7 @@ def run_rl(config: SearchConfig, env: EvaluationRecorder, log: SearchLog, rng: n
     steps = env.unwrapped.steps
     params = hyperparameters(config, steps)
     allocation = None
-    if config.warm_start:
+    if config.warm_started:
         from agents.baselines import sensitivity_scan
 
         scan, reason = sensitivity_scan(config, env, log)

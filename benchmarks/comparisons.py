@@ -194,9 +194,11 @@ def compare_with_best_baseline(arms: dict[str, Any], agent: str, compare: Unifor
 def choose_agent(payload: dict[str, Any]) -> dict[str, Any]:
     """The agent to recommend, on the held-out dev pool, at each dev-pool evaluation count:
     the lowest mean over budgets of the median over seeds (all of an agent's seeds must have
-    a configuration within the budget). Only agents that ran at every budget compete
-    (uniform and the reference do not). Returns ``{count: {"chosen", "mean_dev_pool_wer",
-    "budgets"}}``; empty when the study scored no dev pool."""
+    a configuration within the budget); a tie (two agents' medians are often the very same
+    configuration) goes to the lower mean over budgets of the mean over seeds, then the name.
+    Only agents that ran at every budget compete (uniform and the reference do not).
+    Returns ``{count: {"chosen", "mean_dev_pool_wer", "mean_of_seed_means", "budgets"}}``;
+    empty when the study scored no dev pool."""
     budgets = payload.get("budgets") or {}
     counts = payload.get("settings", {}).get("dev_pool_at") or []
     if not budgets or not counts:
@@ -204,16 +206,21 @@ def choose_agent(payload: dict[str, Any]) -> dict[str, Any]:
     labels = set.intersection(*(set(block["arms"]) for block in budgets.values())) - {"uniform", "reference"}
     out: dict[str, Any] = {}
     for count in counts:
-        means = {}
+        means, seed_means = {}, {}
         for label in labels:
-            medians = []
+            medians, averages = [], []
             for block in budgets.values():
-                s = block["arms"][label]["summary"]
+                arm = block["arms"][label]
+                s = arm["summary"]
                 medians.append(complete_median((s.get("dev_pool_wer") or {}).get(str(count)), s["runs"]))
+                scores = [(run.get("dev_pool") or {}).get(str(count)) for run in arm.get("runs", [])]
+                averages.append(statistics.mean(x["dev_pool_wer"] for x in scores)
+                                if scores and all(scores) else medians[-1])
             if all(m is not None for m in medians):
-                means[label] = statistics.mean(medians)
+                means[label], seed_means[label] = statistics.mean(medians), statistics.mean(averages)
         if means:
-            ranking = sorted(means, key=means.get)
+            ranking = sorted(means, key=lambda k: (means[k], seed_means[k], k))
             out[str(count)] = {"chosen": ranking[0], "mean_dev_pool_wer": {k: means[k] for k in ranking},
+                               "mean_of_seed_means": {k: seed_means[k] for k in ranking},
                                "budgets": sorted(budgets, key=float)}
     return out

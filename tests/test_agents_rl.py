@@ -25,12 +25,24 @@ def test_each_agent_spends_exactly_its_budget(target, monkeypatch, agent):
     decodes = []
     original = CompressionPlan.evaluate
     monkeypatch.setattr(CompressionPlan, "evaluate", lambda self, r: decodes.append(tuple(r)) or original(self, r))
-    config = SearchConfig(agent=agent, target="toy", budget=0.5, evaluations=6,
+    # The plain agents (a warm start's scan evaluates single layers, over the budget by design).
+    config = SearchConfig(agent=agent, target="toy", budget=0.5, evaluations=6, warm_start=False,
                           sb3=(("policy_kwargs", {"net_arch": [16]}),))
     log, reason = search(target, config)
     assert reason == "budget"
     assert log.count == 6 == len(decodes) == len(set(decodes))
     assert all(r.size_ratio <= 0.5 + 1e-9 for r in log.records)  # clamp and mask keep the budget
+
+
+def test_on_policy_agents_warm_start_by_default_and_not_when_told():
+    assert SearchConfig().agent == "ppo" and SearchConfig().warm_started
+    assert SearchConfig(agent="a2c").warm_started and SearchConfig(agent="maskable_ppo").warm_started
+    assert not SearchConfig(agent="ppo", warm_start=False).warm_started
+    assert not SearchConfig(agent="dqn").warm_started and not SearchConfig(agent="greedy").warm_started
+    with pytest.raises(ValueError, match="warm_start applies to the on-policy RL agents"):
+        SearchConfig(agent="dqn", warm_start=True)
+    with pytest.raises(TypeError, match="warm_start must be True, False or None"):
+        SearchConfig(warm_start="yes")
 
 
 def test_learning_leaves_no_logger_folder_behind(target, tmp_path, monkeypatch):

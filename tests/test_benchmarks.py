@@ -520,6 +520,15 @@ def test_best_baseline_comparison_and_dev_pool_choice() -> None:
     assert list(choice["mean_dev_pool_wer"])[:3] == ["dqn", "tpe", "ppo+warm"]
     assert choice["chosen"] == "dqn" and {"uniform", "random"}.isdisjoint(choice["mean_dev_pool_wer"])
     assert comparisons.choose_agent({"settings": {"dev_pool_at": [100]}, "budgets": {}}) == {}
+    # Equal medians (the same configuration): the lower mean over seeds wins, whatever the names.
+    for first, second in (("aa", "zz"), ("zz", "aa")):
+        tied = {first: arm(0.30, half), second: arm(0.30, half)}
+        tied[first]["runs"] = [{"seed": s, "best": {}, "dev_pool": {"100": {"dev_pool_wer": w}}}
+                               for s, w in ((0, 0.30), (1, 0.31))]
+        tied[second]["runs"] = [{"seed": s, "best": {}, "dev_pool": {"100": {"dev_pool_wer": w}}}
+                                for s, w in ((0, 0.30), (1, 0.29))]
+        choice = comparisons.choose_agent({"settings": {"dev_pool_at": [100]}, "budgets": {"0.3": {"arms": tied}}})
+        assert choice["100"]["chosen"] == second
 
 
 def test_search_summary_shows_dev_pool_columns_choice_and_both_comparisons() -> None:
