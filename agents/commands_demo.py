@@ -1,15 +1,15 @@
 """``shrinkml demo``: a PPO rank search on the shipped recogniser, in about 10 minutes.
 
-The demo runs ``shrinkml search --agent ppo --budget 0.3 --rank-menu budget7`` on the shipped
-model and ends with one table: the dense model's test WER, the searched configuration's size and
+The demo runs ``shrinkml search --agent ppo --budget 0.3 --rank-menu budget7`` (PPO warm-started
+from the sensitivity scan, the search's default) on the shipped model and ends with one table: the dense model's test WER, the searched configuration's size and
 test WER, and uniform compression (the same rank fraction everywhere, the paper's manual
 baseline) at the same budget and at the searched configuration's own size. The evaluation
 budget is sized for 2 CPU cores: one search-subset evaluation of the shipped model takes
 0.96 s at two threads (``benchmarks/results/subset.json``), and a 100-evaluation PPO search
 at budget 0.3 took 141–200 s at one thread per run, two runs side by side, in the search
-study (``search.json``). The whole demo (``make demo`` on a set-up machine) took 179 s on
-this 2-core machine with ``budget7`` at 0.3; PPO's choice scored 0.412 test WER on 500
-utterances against 0.424 for uniform compression at the same size.
+study (``search_v1.json``). The whole demo (``make demo`` on a set-up machine) took 179 s on
+this 2-core machine with ``budget7`` at 0.3 on the v1 checkpoint, with plain PPO; its choice
+scored 0.412 test WER on 500 utterances against 0.424 for uniform compression at the same size.
 
 The demo's menu is ``budget7`` (multiples of the uniform fraction that fits the budget), not
 the search's default ``linear8``: at 0.3 PPO on ``linear8`` loses to uniform compression at
