@@ -76,7 +76,7 @@ def run(args) -> dict[str, Any]:
             name = f"search {size} seed {seed}"  # exported as the search exported it
             models[name] = plan.export(result.best.ranks).eval()
             rows.append({"method": "search", "name": name, "budget": size, "seed": seed,
-                         "agent": config.agent, "rank_menu": config.rank_menu,
+                         "agent": config.agent, "warm_start": config.warm_started, "rank_menu": config.rank_menu,
                          "factorisation": config.factorisation, "evaluations": result.evaluations,
                          "ranks": list(result.best.ranks), "size_ratio": result.best.size_ratio,
                          "search_wer": result.best.search_wer, "test_wer": result.best.test_wer,
@@ -136,7 +136,8 @@ def markdown(payload: dict[str, Any]) -> str:
     lines.append("")
     lines.append(
         f"Whole test split ({meta['test_utterances'] or 'toy'} utterances), greedy decoding; search: "
-        f"`shrinkml search` defaults ({meta['agent']}, {meta['evaluations']} evaluations, "
+        f"`shrinkml search` defaults ({meta['agent']}{', warm start' if meta.get('warm_start') else ''}, "
+        f"{meta['evaluations']} evaluations, "
         f"{meta['factorisation']} SVD), "
         + (f"seed {meta['seeds'][0]}" if len(meta["seeds"]) == 1 else f"median over seeds {meta['seeds']} with their range")
         + "; uniform "
@@ -198,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
 
         test_utterances = len(load_split("test"))
     payload = {"meta": run_metadata(benchmark="headline", sizes=args.sizes, seeds=list(args.seeds),
-                                    agent=defaults.agent, evaluations=args.evaluations,
+                                    agent=defaults.agent, warm_start=defaults.warm_started,
+                                    evaluations=args.evaluations,
                                     factorisation=defaults.factorisation, rank_menu=defaults.rank_menu,
                                     target=args.target, test_utterances=test_utterances,
                                     timing_utterances=args.timing_utterances, repeats=args.repeats)}
