@@ -7,9 +7,10 @@ baseline) at the same budget and at the searched configuration's own size. The e
 budget is sized for 2 CPU cores: one search-subset evaluation of the shipped model takes
 0.96 s at two threads (``benchmarks/results/subset.json``), and a 100-evaluation PPO search
 at budget 0.3 took 141–200 s at one thread per run, two runs side by side, in the search
-study (``search_v1.json``). The whole demo (``make demo`` on a set-up machine) took 179 s on
-this 2-core machine with ``budget7`` at 0.3 on the v1 checkpoint, with plain PPO; its choice
-scored 0.412 test WER on 500 utterances against 0.424 for uniform compression at the same size.
+study (``search_v1.json``). The whole demo (``make demo`` on a set-up machine) took 202 s on
+this 2-core machine on the shipped checkpoint with warm-started PPO (2026-12-06); its choice
+scored 0.382 test WER on 500 utterances against 0.396 for uniform compression at the same size
+(dense 0.290). On the v1 checkpoint, with plain PPO: 179 s, 0.412 against 0.424.
 
 The demo's menu is ``budget7`` (multiples of the uniform fraction that fits the budget), not
 the search's default ``linear8``: at 0.3 PPO on ``linear8`` loses to uniform compression at
