@@ -221,12 +221,14 @@ def summary_markdown(payload: dict[str, Any]) -> str:
     lines += [f"{settings['evaluations']} unique evaluations per run, seeds {settings['seeds']}; "
               f"test set: {payload['test_description']}. Cells: median [min, max] over seeds.", ""]
     counts = settings.get("dev_pool_at") or []
-    if settings.get("export") != EXPORT:
+    if settings.get("export") == EXPORT:
+        lines += ["Deterministic agents (uniform, greedy) run once (`runs`).", ""]
+    else:
         lines += ["Configurations were exported by plain SVD whatever the search's method.", ""]
-    lines += ["Deterministic agents (uniform, greedy) run once (`runs`)." if settings.get("export") == EXPORT else ""
-              + (" The dev pool (dev utterances 600–1200 outside the search subset; neither searched nor "
-                 "calibrated on) is where the recommended agent is chosen; test WER is reported, never used "
-                 "to choose." if counts else ""), ""]
+    if counts:
+        lines += ["The dev pool (dev utterances 600–1200 outside the search subset; neither searched nor "
+                  "calibrated on) is where the recommended agent is chosen; test WER is reported, never used "
+                  "to choose.", ""]
     for count, choice in (payload.get("choice") or {}).items():
         ranking = ", ".join(f"{label} {fmt(v)}" for label, v in choice["mean_dev_pool_wer"].items())
         lines += [f"**Recommended at {count} evaluations (dev pool, mean over budgets {', '.join(choice['budgets'])} "

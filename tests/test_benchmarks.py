@@ -555,5 +555,6 @@ def test_search_summary_shows_dev_pool_columns_choice_and_both_comparisons() -> 
                                        "seeds_better_beyond_interval": 0, "seeds": 1}}}}}
     text = bench_search.summary_markdown(payload)
     assert "**Recommended at 100 evaluations" in text and ": ppo+warm.**" in text
+    assert "run once (`runs`)." in text and "The dev pool (dev utterances 600–1200" in text
     assert "| ppo+warm | 1 | 0.4000 [0.4000, 0.4000] | 0.4000 [0.4000, 0.4000] | 0.4200 [0.4200, 0.4200] |" in text
     assert "against the best baseline, greedy" in text and "| 0 | 0.300 | 0.290 | 0.4000 | 0.4100 |" in text
