@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from agents.config import RL_AGENTS
+from benchmarks.search_study import ScoreStore, memo_store, weights_fingerprint
 
 __all__ = ["UniformComparison", "best_baseline", "choose_agent", "compare_with_best_baseline", "compare_with_uniform",
            "complete_median"]
@@ -33,10 +33,8 @@ class UniformComparison:
     Models are exported by :class:`shrinkml_env.plan.Exporter` and scored by ``evaluate``
     (which returns an object with ``utterance_errors()``, as :class:`asr.evaluate.Evaluation`).
     Per-utterance errors are memoised by method and rank map, so a uniform opponent that two
-    seeds share is decoded once; with ``store`` (a folder) they are also appended to
-    ``store/<pid>-<tag>.jsonl`` and read back by the next comparison made with the same
-    store, so a resumed study does not decode them again. A store belongs to one model and
-    one test set: name it so.
+    seeds share is decoded once; with ``store`` (a folder) they are also kept there
+    (:class:`benchmarks.search_study.ScoreStore`), so a resumed study does not decode them again.
     """
 
     def __init__(self, target: Any, evaluate: Callable[[Any], Any], resamples: int = 2000,
@@ -45,16 +43,14 @@ class UniformComparison:
 
         self.exporter = Exporter(target)
         self.model, self.matrices = target.model, self.exporter.matrices
-        self.evaluate, self.resamples, self._store = evaluate, resamples, store
+        self.evaluate, self.resamples = evaluate, resamples
+        self._store = ScoreStore(store)
         self._errors: dict[str, tuple[list[int], list[int]]] = {}
-        self._file = None if store is None else Path(store) / f"{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
-        for path in sorted(Path(store).glob("*.jsonl")) if store is not None else ():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    item = json.loads(line)
-                    self._errors[item["key"]] = (list(item["errors"]), list(item["words"]))
-                except (ValueError, KeyError, TypeError):
-                    continue  # a line cut short by a killed process: decoded again
+        for key, record in self._store.load().items():
+            try:
+                self._errors[key] = (list(record["errors"]), list(record["words"]))
+            except (KeyError, TypeError):
+                continue  # not a record of this kind: decoded again
 
     @classmethod
     def on_test_set(cls, checkpoint: str, test_utterances: int | None,
@@ -62,7 +58,6 @@ class UniformComparison:
         """For an ASR checkpoint (``"default"``: the shipped one), on the default test split;
         with ``runs_dir``, its decodes are kept in a store there named by model and test set."""
         from agents.targets import make_search_target
-        from benchmarks.search_study import memo_store, weights_fingerprint
 
         kit = make_search_target(checkpoint, test_utterances=test_utterances)
         kind = f"paired-{weights_fingerprint(kit.target.model)[:12]}-{test_utterances or 'all'}"
@@ -73,10 +68,7 @@ class UniformComparison:
         if key not in self._errors:
             errors, words = self.evaluate(self.exporter.export(ranks, factorisation)).utterance_errors()
             self._errors[key] = (list(errors), list(words))
-            if self._file is not None:
-                self._file.parent.mkdir(parents=True, exist_ok=True)
-                with open(self._file, "a", encoding="utf-8") as f:
-                    f.write(json.dumps({"key": key, "errors": self._errors[key][0], "words": self._errors[key][1]}) + "\n")
+            self._store.add(key, errors=self._errors[key][0], words=self._errors[key][1])
         return self._errors[key]
 
     def _paired(self, a: dict[str, int], b: dict[str, int], factorisation: str) -> dict[str, Any]:

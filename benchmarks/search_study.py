@@ -46,7 +46,7 @@ from benchmarks.common import RESULTS
 from benchmarks.study_output import summarise
 from shrinkml_env.plan import Exporter
 
-__all__ = ["Arm", "MemoisedTestError", "StudySettings", "add_study_arguments", "build_dev_error", "build_kit", "memo_store", "run_study", "running_best", "settings_from_args", "target_identity", "weights_fingerprint"]
+__all__ = ["Arm", "MemoisedTestError", "ScoreStore", "StudySettings", "add_study_arguments", "build_dev_error", "build_kit", "memo_store", "run_study", "running_best", "settings_from_args", "target_identity", "weights_fingerprint"]
 
 _SIZE_TOLERANCE = 1e-9
 
@@ -202,34 +202,57 @@ def parse_names(text: str) -> tuple[str, ...]:
 
 
 # -- the target and its memoised test scorer -------------------------------------------------
+class ScoreStore:
+    """Scores a study keeps on disk: a folder of JSON-lines files, one per writer
+    (``<pid>-<tag>.jsonl``), each line ``{"key": ..., **fields}``. :meth:`load` reads every
+    file there, so a resumed study (or a later worker process) does not decode again what an
+    earlier process scored; writers running side by side do not see each other's new lines.
+    ``folder`` None: nothing is kept. A store belongs to one scorer (one model or test set, one
+    dev pool): :func:`memo_store` names it so."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = None if folder is None else Path(folder)
+        self._file = None if folder is None else self.folder / f"{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
+
+    def load(self) -> dict[str, dict[str, Any]]:
+        """Every record kept so far, by key (a line cut short by a killed process is skipped)."""
+        records: dict[str, dict[str, Any]] = {}
+        for path in sorted(self.folder.glob("*.jsonl")) if self.folder is not None else ():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    item = json.loads(line)
+                    records[item.pop("key")] = item
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    continue
+        return records
+
+    def add(self, key: str, **fields: Any) -> None:
+        if self._file is None:
+            return
+        self._file.parent.mkdir(parents=True, exist_ok=True)
+        with open(self._file, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"key": key, **fields}) + "\n")
+
+
 class MemoisedTestError:
     """``test_error(model)``, memoised by the model's structure and weights.
 
     Each call hashes the state dict (tens of milliseconds for the shipped model) and decodes
-    the test set only for weights it has not scored yet. Counts what it decoded.
-
-    With ``store`` (a folder), every score is also appended to a file of this object's own
-    there (``<pid>-<tag>.jsonl``), and every file there is read at start: a resumed study (or
-    a later worker process) does not decode again what an earlier process scored. Processes
-    running side by side do not see each other's new scores. A store belongs to one scorer
-    (one test set, or one dev pool): :func:`memo_store` names it so.
+    the test set only for weights it has not scored yet. Counts what it decoded. With
+    ``store`` (a folder), scores are also kept there (:class:`ScoreStore`).
     """
 
     def __init__(self, test_error: Callable[[nn.Module], float], store: Path | None = None) -> None:
         self._test_error = test_error
+        self._store = ScoreStore(store)
         self._known: dict[str, float] = {}
-        self._store = store
-        self._file_name = f"{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
+        for key, record in self._store.load().items():
+            try:
+                self._known[key] = float(record["error"])
+            except (KeyError, TypeError, ValueError):
+                continue  # not a score of this kind: decoded again
         self.decodes = 0
         self.seconds = 0.0
-        if store is not None:
-            for path in sorted(Path(store).glob("*.jsonl")):
-                for line in path.read_text(encoding="utf-8").splitlines():
-                    try:
-                        item = json.loads(line)
-                        self._known[item["key"]] = float(item["error"])
-                    except (ValueError, KeyError, TypeError):
-                        continue  # a line cut short by a killed process: decoded again
 
     def __call__(self, model: nn.Module) -> float:
         key = _weights_key(model)
@@ -238,10 +261,7 @@ class MemoisedTestError:
             self._known[key] = float(self._test_error(model))
             self.seconds += time.perf_counter() - started
             self.decodes += 1
-            if self._store is not None:
-                Path(self._store).mkdir(parents=True, exist_ok=True)
-                with open(Path(self._store) / self._file_name, "a", encoding="utf-8") as f:
-                    f.write(json.dumps({"key": key, "error": self._known[key]}) + "\n")
+            self._store.add(key, error=self._known[key])
         return self._known[key]
 
 

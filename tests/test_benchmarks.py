@@ -117,10 +117,10 @@ class _DistanceScore:
         return SimpleNamespace(utterance_errors=lambda: (errors, [10] * 40))
 
 
-def test_uniform_comparison_opposes_uniform_at_equal_or_larger_size() -> None:
+def test_uniform_comparison_opposes_uniform_at_equal_or_larger_size(tmp_path) -> None:
     dense = tiny_model()
     scorer = _DistanceScore(dense)
-    compare = bench_search.UniformComparison(_plain_target(dense), scorer, resamples=200)
+    compare = bench_search.UniformComparison(_plain_target(dense), scorer, resamples=200, store=tmp_path / "paired")
     full = [m.full_rank for m in compare.matrices]
     # Starve the first half of the matrices, keep the rest near full rank.
     ranks = [1 if i < len(full) // 2 else max(1, f - 1) for i, f in enumerate(full)]
@@ -131,6 +131,8 @@ def test_uniform_comparison_opposes_uniform_at_equal_or_larger_size() -> None:
     assert scorer.calls == 2
     compare(ranks, factorisation="plain")  # memoised: nothing decoded again
     assert scorer.calls == 2
+    resumed = bench_search.UniformComparison(_plain_target(dense), scorer, resamples=200, store=tmp_path / "paired")
+    assert resumed(ranks, factorisation="plain") == row and scorer.calls == 2  # kept on disk
     arms = {"ppo": {"runs": [{"seed": 0, "best": {"ranks": ranks}}, {"seed": 1, "best": None}]}}
     summary = bench_search.compare_with_uniform(arms, ("ppo", "random"), compare)
     assert list(summary) == ["ppo"] and summary["ppo"]["seeds"] == 1
