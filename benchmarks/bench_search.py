@@ -212,6 +212,23 @@ def _curve_at(summary: dict[str, Any], count: int) -> dict[str, Any]:
     return {stat: curve[stat][k] for stat in ("median", "min", "max")}
 
 
+def _paired_table(heading: str, comparison: dict[str, Any], column: str, opponent: str,
+                  prefix: str | None = None) -> list[str]:
+    """Markdown lines of one paired comparison: a row per seed, then the tally. The
+    opponent's fields are ``<prefix>_size_ratio`` and ``<prefix>_test_wer`` (prefix: ``column``)."""
+    prefix = prefix or column
+    lines = ["", heading, "", f"| seed | size | {column} size | test WER | {column} test WER | difference [interval] |",
+             "|---|---|---|---|---|---|"]
+    for r in comparison["runs"]:
+        lines.append(f"| {r['seed']} | {r['size_ratio']:.3f} | {r[f'{prefix}_size_ratio']:.3f} | "
+                     f"{fmt(r['test_wer'])} | {fmt(r[f'{prefix}_test_wer'])} | "
+                     f"{r['difference']:+.4f} [{r['low']:+.4f}, {r['high']:+.4f}] |")
+    lines.append(f"\nMedian difference {comparison['median_difference']:+.4f}; lower than {opponent} in "
+                 f"{comparison['seeds_better']} of {comparison['seeds']} seeds "
+                 f"({comparison['seeds_better_beyond_interval']} with the whole interval below zero).")
+    return lines
+
+
 def summary_markdown(payload: dict[str, Any]) -> str:
     settings = payload["settings"]
     lines = ["# Search quality (`search.json`)", ""]
@@ -257,34 +274,17 @@ def summary_markdown(payload: dict[str, Any]) -> str:
             lines += ["", "Lowest median test WER at equal evaluations: "
                       + ", ".join(f"{label} {fmt(value)}" for value, label in ranked[:3])
                       + f"; highest: {ranked[-1][1]} {fmt(ranked[-1][0])}."]
-        versus = block.get("versus_uniform") or {}
-        for agent, comparison in versus.items():
-            lines += ["", f"{agent} against uniform compression at equal or larger size (test set, "
-                      f"{comparison['runs'][0]['utterances']} utterances; interval: paired bootstrap, "
-                      f"{comparison['runs'][0]['confidence']:.0%}):", "",
-                      "| seed | size | uniform size | test WER | uniform test WER | difference [interval] |",
-                      "|---|---|---|---|---|---|"]
-            for r in comparison["runs"]:
-                lines.append(f"| {r['seed']} | {r['size_ratio']:.3f} | {r['uniform_size_ratio']:.3f} | "
-                             f"{fmt(r['test_wer'])} | {fmt(r['uniform_test_wer'])} | "
-                             f"{r['difference']:+.4f} [{r['low']:+.4f}, {r['high']:+.4f}] |")
-            lines.append(f"\nMedian difference {comparison['median_difference']:+.4f}; lower than uniform in "
-                         f"{comparison['seeds_better']} of {comparison['seeds']} seeds "
-                         f"({comparison['seeds_better_beyond_interval']} with the whole interval below zero).")
+        for agent, c in (block.get("versus_uniform") or {}).items():
+            lines += _paired_table(f"{agent} against uniform compression at equal or larger size (test set, "
+                                   f"{c['runs'][0]['utterances']} utterances; interval: paired bootstrap, "
+                                   f"{c['runs'][0]['confidence']:.0%}):", c, "uniform", "uniform")
         for agent, c in (block.get("versus_best_baseline") or {}).items():
             unpaired = f"; seeds without a partner: {c['unpaired_seeds']}" if c["unpaired_seeds"] else ""
-            lines += ["", f"{agent} against the best baseline, {c['baseline']} (lowest median WER of the "
-                      f"baselines on the {c['baseline_chosen_on']}), same seed (test set, {c['runs'][0]['utterances']} "
-                      f"utterances, paired bootstrap {c['runs'][0]['confidence']:.0%}{unpaired}):", "",
-                      "| seed | size | baseline size | test WER | baseline test WER | difference [interval] |",
-                      "|---|---|---|---|---|---|"]
-            for r in c["runs"]:
-                lines.append(f"| {r['seed']} | {r['size_ratio']:.3f} | {r['other_size_ratio']:.3f} | "
-                             f"{fmt(r['test_wer'])} | {fmt(r['other_test_wer'])} | "
-                             f"{r['difference']:+.4f} [{r['low']:+.4f}, {r['high']:+.4f}] |")
-            lines.append(f"\nMedian difference {c['median_difference']:+.4f}; lower than {c['baseline']} in "
-                         f"{c['seeds_better']} of {c['seeds']} seeds ({c['seeds_better_beyond_interval']} with the "
-                         "whole interval below zero).")
+            lines += _paired_table(f"{agent} against the best baseline, {c['baseline']} (lowest median WER of the "
+                                   f"baselines on the {c['baseline_chosen_on']}), same seed (test set, "
+                                   f"{c['runs'][0]['utterances']} utterances, paired bootstrap "
+                                   f"{c['runs'][0]['confidence']:.0%}{unpaired}):", c, "baseline", c["baseline"],
+                                   prefix="other")
         lines.append("")
     return "\n".join(lines)
 
