@@ -138,18 +138,24 @@ class _ASRTestError:
 
     def __init__(self, tokenizer: Any, limit: int | None, pool: tuple[int, int] | None = None) -> None:
         self.tokenizer, self.limit, self.pool = tokenizer, limit, pool
+        self._loaded: list | None = None
         self._batches: list | None = None
 
     def _utterances(self) -> list:
+        """What is decoded, loaded (and a dev pool checked against calibration) once."""
+        if self._loaded is not None:
+            return self._loaded
         from asr.default import load_split
 
         if self.pool is None:
             utterances = load_split("test")
-            return utterances if self.limit is None else utterances[: self.limit]
+            self._loaded = utterances if self.limit is None else utterances[: self.limit]
+            return self._loaded
         from asr.calibration import check_calibration, default_calibration
 
         pool = dev_pool_utterances(*self.pool)
         check_calibration(default_calibration(), dev_pool=pool)
+        self._loaded = pool
         return pool
 
     @property
