@@ -71,6 +71,7 @@ class StudySettings:
         test_every: score the running best on the test set after every ``test_every``-th
             evaluation (and after the last); curves have points only there. 1: after each.
             Test decodes can cost more than the search itself, so long studies thin them.
+            0: never (a design study, which must choose on the dev pool without test beside it).
         dev_pool_at: evaluation counts at which each run's best within the budget is also
             decoded on the held-out dev pool (:func:`agents.targets.asr_dev_pool_scorer`),
             where the study's design choices (which agent to recommend) are made; ASR
@@ -88,8 +89,8 @@ class StudySettings:
     dev_pool_at: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.evaluations < 1 or self.jobs < 1 or self.test_every < 1:
-            raise ValueError(f"evaluations, jobs and test_every must be >= 1; got {self.evaluations}, "
+        if self.evaluations < 1 or self.jobs < 1 or self.test_every < 0:
+            raise ValueError(f"evaluations and jobs must be >= 1 and test_every >= 0; got {self.evaluations}, "
                              f"{self.jobs}, {self.test_every}")
         seeds = tuple(int(s) for s in self.seeds)
         if not seeds or len(set(seeds)) != len(seeds):
@@ -442,7 +443,8 @@ def _run_one(arm: Arm, seed: int, kit: SearchTarget, scorer: _RankScorer, root: 
     bests = running_best(records, config.budget)
     last = len(bests) - 1
     method = config.factorisation
-    test_wer = [None if best is None or ((k + 1) % test_every and k != last and k + 1 not in dev_pool_at)
+    test_wer = [None if best is None or not test_every or ((k + 1) % test_every and k != last
+                                                           and k + 1 not in dev_pool_at)
                 else scorer(best.ranks, method) for k, best in enumerate(bests)]
     final = bests[-1] if bests else None
     row: dict[str, Any] = {
