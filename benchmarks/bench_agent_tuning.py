@@ -50,7 +50,15 @@ from benchmarks.search_study import (
     settings_from_args,
     target_identity,
 )
-from benchmarks.study_output import fmt, quick_note, set_threads, spread, spread_text, write_output, write_text
+from benchmarks.study_output import (
+    fmt,
+    quick_note,
+    set_threads,
+    spread,
+    spread_text,
+    write_output,
+    write_text,
+)
 
 QUICK = {"evaluations": 12, "seeds": (100,), "test_utterances": 50, "search_utterances": 50,
          "dev_pool_at": (6, 12)}

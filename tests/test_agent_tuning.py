@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from agents.config import SearchConfig
 from benchmarks.bench_agent_tuning import build_arms, choose, parse_grid, summary_markdown
 from benchmarks.search_study import StudySettings, _RankScorer, _run_one, build_kit
