@@ -9,13 +9,14 @@ the tuned agent does not rerun the runs it was tuned on.
 
 After each ``--dev-pool-at`` count, each run's best configuration within the budget is
 decoded on the **dev pool** (600 dev utterances outside the search subset and the
-calibration set; ``agents.targets.asr_dev_pool_scorer``). The study draws no test curve
-(``test_every=0``); ``shrinkml search`` itself still quotes its result's test WER in each run
-directory, as every search does, and nothing here reads it.
+calibration set; ``agents.targets.asr_dev_pool_scorer``). Nothing is decoded on test: the
+study draws no test curve (``test_every=0``), and the searches it runs get a test scorer that
+returns NaN, so their run directories quote no test WER either.
 
 The chosen arm has the lowest mean, over the counts, of its median dev-pool WER over seeds
-(ties: the lower mean over seeds and counts, then the grid order). The rule is fixed before
-the runs, and the table lists every arm with what it spent: unique evaluations used
+(ties: the lower mean over seeds and counts, then the grid order); an arm with a seed that
+found nothing within the budget at some count is left out of the choice. The rule is fixed
+before the runs, and the table lists every arm with what it spent: unique evaluations used
 (converged agents stop proposing new allocations and end at the episode limit), the
 evaluation that found the best, episodes and search seconds.
 
@@ -31,14 +32,16 @@ Run::
 from __future__ import annotations
 
 import argparse
+import inspect
 import itertools
+import math
 import statistics
 import sys
 from dataclasses import replace
 from typing import Any
 
 from agents.config import RL_AGENTS, SearchConfig, parse_sb3_overrides
-from agents.rl import check_hyperparameters, hyperparameters
+from agents.rl import algorithm_class, check_hyperparameters, hyperparameters
 from benchmarks.bench_search import parse_agent
 from benchmarks.common import run_metadata
 from benchmarks.search_study import (
@@ -78,22 +81,36 @@ def parse_grid(items: list[str]) -> list[tuple[str, list[Any]]]:
         values = [value for _, value in parse_sb3_overrides(f"{name}={v}" for v in text.split(","))]
         if name.strip() in dict(grid):
             raise ValueError(f"--grid names {name.strip()!r} twice; give all its values in one item")
+        if len({repr(v) for v in values}) != len(values):
+            raise ValueError(f"--grid {item!r} repeats a value; each value makes one arm")
         grid.append((name.strip(), values))
     return grid
 
 
 def arm_label(overrides: dict[str, Any]) -> str:
+    """``ent_coef=0.05 learning_rate=0.0003`` (``defaults`` for no overrides)."""
     return " ".join(f"{k}={v}" for k, v in overrides.items()) or "defaults"
+
+
+def current_defaults(agent: str, warm: bool, base: SearchConfig) -> dict[str, Any]:
+    """What ``shrinkml search`` gives ``agent`` unless told otherwise: ShrinkML's defaults,
+    else SB3's own; names whose default scales with the episode length are left out."""
+    config = replace(base, agent=agent, warm_start=warm)
+    one, two = hyperparameters(config, steps=1), hyperparameters(config, steps=2)
+    scaled = {k for k in one if one[k] != two.get(k)}
+    sb3 = {k: p.default for k, p in inspect.signature(algorithm_class(agent).__init__).parameters.items()
+           if p.default is not inspect.Parameter.empty}
+    return {k: v for k, v in {**sb3, **one}.items() if k not in scaled}
 
 
 def build_arms(agent: str, warm: bool, grid: list[tuple[str, list[Any]]], base: SearchConfig) -> list[Arm]:
     """One arm per grid point, in grid order; ``extras`` marks the agent's current defaults."""
     check_hyperparameters(agent, {name: values[0] for name, values in grid})
-    defaults = hyperparameters(replace(base, agent=agent, warm_start=warm), steps=1)
+    defaults = current_defaults(agent, warm, base)
     arms = []
     for point in itertools.product(*(values for _, values in grid)):
         overrides = dict(zip((name for name, _ in grid), point))
-        current = all(defaults.get(k) == v for k, v in overrides.items())
+        current = all(k in defaults and defaults[k] == v for k, v in overrides.items())
         arms.append(Arm(arm_label(overrides), replace(base, agent=agent, warm_start=warm, sb3=tuple(overrides.items())),
                         extras={"overrides": overrides, "current_default": current}))
     return arms
@@ -119,6 +136,7 @@ def choose(arms: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def summary_markdown(payload: dict[str, Any]) -> str:
+    """``agent_tuning.md``: one row per arm, the chosen one in bold."""
     s = payload["settings"]
     counts = [str(c) for c in s["dev_pool_at"]]
     agent = s["agent"]
@@ -151,7 +169,22 @@ def summary_markdown(payload: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _without_test(arms: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The study's rows less the NaN test fields every search result carries."""
+    for arm in arms.values():
+        for run in arm["runs"]:
+            run.pop("baseline_test_wer", None)
+            run["uniform"].pop("test_wer", None)
+    return arms
+
+
+def _no_test(model: Any) -> float:
+    """The tuning searches' test scorer: NaN, nothing decoded (design choices never see test)."""
+    return math.nan
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the grid, choose, write ``agent_tuning.json`` / ``.md``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_study_arguments(parser, evaluations=300, seeds="100,101,102")
     parser.add_argument("--agent", default="ppo+warm", help="RL agent, NAME or NAME+warm (default: %(default)s)")
@@ -171,15 +204,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(e))
     if args.target == "toy":
         parser.error("the dev pool is an ASR split; --target toy has none (use --quick on the default model)")
+    if args.test_every != parser.get_default("test_every"):
+        parser.error("--test-every: this study decodes nothing on test (it chooses on the dev pool)")
     set_threads(args.threads)
-    settings = replace(settings_from_args(parser, args, QUICK), test_every=0)
-    base = SearchConfig(budget=args.budget, evaluations=settings.evaluations, target=settings.target,
-                        test_utterances=settings.test_utterances)
     try:
+        settings = replace(settings_from_args(parser, args, QUICK), test_every=0)
+        base = SearchConfig(budget=args.budget, evaluations=settings.evaluations, target=settings.target,
+                            test_utterances=settings.test_utterances)
         arms = build_arms(agent, warm, grid, base)
     except ValueError as e:
         parser.error(str(e))
-    kit = build_kit(settings)
+    kit = replace(build_kit(settings), test_error=_no_test, test_description="none (a design study)")
     results = run_study(f"tuning-{args.agent}-{args.budget}", arms, settings, kit,
                         log=lambda line: print(line, flush=True))
     dev_error = build_dev_error(settings)
@@ -190,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
                      "grid": [[n, v] for n, v in grid]},
         "target_identity": target_identity(kit.target),
         "dense_dev_pool_wer": dev_error(kit.target.model) if dev_error else None,
-        "arms": results,
+        "arms": _without_test(results),
     }
     payload["choice"] = choose(results)
     path = write_output("agent_tuning.json", payload, args.output_dir)

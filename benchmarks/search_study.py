@@ -43,7 +43,7 @@ from agents.run_dir import FORMAT, RunDir
 from agents.search import run_search
 from agents.targets import SearchTarget, make_search_target, toy_search_target
 from benchmarks.common import RESULTS
-from benchmarks.study_output import summarise
+from benchmarks.study_output import fmt, summarise
 from shrinkml_env.plan import Exporter
 
 __all__ = ["Arm", "MemoisedTestError", "ScoreStore", "StudySettings", "add_study_arguments", "build_dev_error", "build_kit", "memo_store", "run_study", "running_best", "settings_from_args", "target_identity", "weights_fingerprint"]
@@ -549,7 +549,7 @@ def run_study(
                 best = row["best"]
                 log(f"{study} {arm.label} seed {seed}: {row['evaluations']} evaluations, {row['seconds']:.1f} s, "
                     + ("nothing within budget" if best is None else
-                       f"best size {best['size_ratio']:.3f} search {best['search_wer']:.4f} test {best['test_wer']:.4f}"))
+                       f"best size {best['size_ratio']:.3f} search {best['search_wer']:.4f} test {fmt(best['test_wer'])}"))
                 runs.append(row)
             out[arm.label] = {"config": {**arm.config.to_dict(), "seed": None}, **arm.extras,
                               "summary": summarise(runs, arm.config.evaluations), "runs": runs}

@@ -6,7 +6,7 @@ import pytest
 
 from agents.config import SearchConfig
 from benchmarks.bench_agent_tuning import build_arms, choose, parse_grid, summary_markdown
-from benchmarks.search_study import StudySettings, _RankScorer, _run_one, build_kit
+from benchmarks.search_study import StudySettings, _RankScorer, _run_one, build_kit, run_study
 from benchmarks.study_output import summarise
 
 
@@ -16,6 +16,8 @@ def test_grid_parses_literals_and_refuses_malformed_items() -> None:
         parse_grid(["ent_coef"])
     with pytest.raises(ValueError, match="twice"):
         parse_grid(["ent_coef=0.01", "ent_coef=0.05"])
+    with pytest.raises(ValueError, match="repeats a value"):
+        parse_grid(["learning_rate=1e-3,0.001"])
 
 
 def test_arms_are_every_combination_and_mark_the_current_default() -> None:
@@ -24,12 +26,17 @@ def test_arms_are_every_combination_and_mark_the_current_default() -> None:
     assert [a.label for a in arms] == ["ent_coef=0.01 learning_rate=0.001", "ent_coef=0.01 learning_rate=0.0003",
                                        "ent_coef=0.05 learning_rate=0.001", "ent_coef=0.05 learning_rate=0.0003"]
     assert [a.extras["current_default"] for a in arms] == [True, False, False, False]
+    # SB3's own defaults count too; a default that scales with the episode length is never claimed.
+    assert build_arms("ppo", True, parse_grid(["clip_range=0.2,0.1"]), SearchConfig(target="toy"))[0].extras[
+        "current_default"]
+    assert not any(a.extras["current_default"] for a in
+                   build_arms("ppo", True, parse_grid(["n_steps=8,48"]), SearchConfig(target="toy")))
     assert all(a.config.warm_started and dict(a.config.sb3) == a.extras["overrides"] for a in arms)
     with pytest.raises(ValueError, match="takes no hyperparameter"):
         build_arms("ppo", True, parse_grid(["epsilon=0.1"]), SearchConfig(target="toy"))
 
 
-def test_zero_test_every_decodes_nothing_on_test(tmp_path) -> None:
+def test_zero_test_every_draws_no_test_curve(tmp_path) -> None:
     kit = build_kit(StudySettings(target="toy"))
     tested: list[tuple[int, ...]] = []
 
@@ -46,6 +53,11 @@ def test_zero_test_every_decodes_nothing_on_test(tmp_path) -> None:
     assert row["dev_pool"]["4"]["dev_pool_wer"] == 0.4
     with pytest.raises(ValueError, match="test_every >= 0"):
         StudySettings(target="toy", test_every=-1)
+    # A whole study runs and logs with no test WER anywhere.
+    lines: list[str] = []
+    out = run_study("tuning", [arm], StudySettings(target="toy", evaluations=3, seeds=(0,), test_every=0), kit,
+                    log=lines.append)
+    assert out[arm.label]["summary"]["test_wer"]["n"] == 0 and lines[0].endswith("test –")
 
 
 def _arm(dev: dict[str, list[float | None]], *, default: bool = False) -> dict:
