@@ -49,6 +49,7 @@ FULL = [
     ["benchmarks.bench_latency", "--threads", "2"],
     ["benchmarks.bench_headline", "--threads", "2", "--seeds", "0"],  # the README's first table (greedy: deterministic)
     ["benchmarks.bench_agent_choice", "--threads", "2"],  # ppo and greedy, 3 seeds each, on the dev pool
+    ["benchmarks.bench_agent_tuning", "--jobs", "2"],  # warm PPO's entropy and learning rate, on the dev pool
 ]
 
 
