@@ -44,6 +44,7 @@ from agents.config import RL_AGENTS, SearchConfig, parse_sb3_overrides
 from agents.rl import algorithm_class, check_hyperparameters, hyperparameters
 from benchmarks.bench_search import parse_agent
 from benchmarks.common import run_metadata
+from benchmarks.comparisons import complete_median
 from benchmarks.search_study import (
     Arm,
     add_study_arguments,
@@ -121,10 +122,9 @@ def choose(arms: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
     scored = []
     for order, (label, arm) in enumerate(arms.items()):
         spreads = arm["summary"].get("dev_pool_wer", {})
-        runs = arm["summary"]["runs"]
-        if not spreads or any(s["n"] != runs for s in spreads.values()):
+        medians = [complete_median(s, arm["summary"]["runs"]) for s in spreads.values()]
+        if not medians or None in medians:
             continue
-        medians = [s["median"] for s in spreads.values()]
         means = [statistics.fmean(r["dev_pool"][c]["dev_pool_wer"] for r in arm["runs"]) for c in spreads]
         scored.append((statistics.fmean(medians), statistics.fmean(means), order, label))
     if not scored:
@@ -215,9 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         parser.error(str(e))
     kit = replace(build_kit(settings), test_error=_no_test, test_description="none (a design study)")
-    results = run_study(f"tuning-{args.agent}-{args.budget}", arms, settings, kit,
-                        log=lambda line: print(line, flush=True))
     dev_error = build_dev_error(settings)
+    results = run_study(f"tuning-{args.agent}-{args.budget}", arms, settings, kit, dev_error=dev_error,
+                        log=lambda line: print(line, flush=True))
     payload = {
         "meta": run_metadata(quick=args.quick),
         "note": quick_note(settings),
@@ -229,8 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     payload["choice"] = choose(results)
     path = write_output("agent_tuning.json", payload, args.output_dir)
-    write_text("agent_tuning.md", summary_markdown(payload), args.output_dir)
-    print(summary_markdown(payload))
+    text = summary_markdown(payload)
+    write_text("agent_tuning.md", text, args.output_dir)
+    print(text)
     print(f"wrote {path}")
     return 0
 

@@ -369,8 +369,9 @@ def main(argv: list[str] | None = None) -> int:
                   "model or another test set, and are replaced by this run's (--no-keep-budgets says so up front)")
     payload["choice"] = choose_agent(payload)
     path = write_output("search.json", payload, args.output_dir)
-    write_text("search.md", summary_markdown(payload), args.output_dir)
-    print(summary_markdown(payload))
+    text = summary_markdown(payload)
+    write_text("search.md", text, args.output_dir)
+    print(text)
     print(f"wrote {path}")
     return 0
 

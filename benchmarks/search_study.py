@@ -507,6 +507,7 @@ def run_study(
     kit: SearchTarget,
     *,
     reward_best: bool = False,
+    dev_error: Callable[[nn.Module], float] | None = None,
     log: Callable[[str], None] = lambda line: None,
 ) -> dict[str, dict[str, Any]]:
     """Run every arm with every seed; returns ``{label: {"config", "runs", "summary"}}``.
@@ -518,12 +519,14 @@ def run_study(
         kit: from :func:`build_kit` (its memoised test scorer is shared by all runs).
         reward_best: also score the configuration with the highest reward of each run (the
             agent's own objective, which need not be the best within the budget).
+        dev_error: the dev-pool scorer, for a caller that also uses it (default: built here
+            from ``settings`` when it names dev-pool counts).
         log: receives one line per finished run.
     """
     labels = [a.label for a in arms]
     if len(set(labels)) != len(labels):
         raise ValueError(f"arm labels must be unique; got {labels}")
-    scorer = _RankScorer(kit, build_dev_error(settings))
+    scorer = _RankScorer(kit, dev_error if dev_error is not None else build_dev_error(settings))
     curves: dict[tuple, list[dict]] = {}
     out: dict[str, dict[str, Any]] = {}
     with _runs_root(settings, study) as root:
