@@ -3,7 +3,10 @@
 Every combination of the ``--grid`` values (``--grid ent_coef=0.01,0.05 --grid
 learning_rate=1e-3,3e-4``: four arms) is one arm: ``shrinkml search`` with the agent
 (``NAME+warm`` for a warm start, as the default PPO runs) and those SB3 overrides, at one
-budget, with the same number of unique search-subset evaluations and the same seeds. The
+budget, with the same number of unique search-subset evaluations and the same seeds.
+``score`` may be a grid name too (``--grid score=wer,distill``): not an SB3 hyperparameter
+but the search-subset score the env steers by (:data:`asr.scores.SCORES`), so the quieter
+scores of ``bench_scores`` are chosen for the agent on the dev pool like its settings. The
 seeds default to 100, 101, 102, apart from the search study's 0–4, so the study that reports
 the tuned agent does not rerun the runs it was tuned on.
 
@@ -37,6 +40,7 @@ import itertools
 import math
 import statistics
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -47,6 +51,7 @@ from benchmarks.common import run_metadata
 from benchmarks.comparisons import complete_median
 from benchmarks.search_study import (
     Arm,
+    StudySettings,
     add_study_arguments,
     build_dev_error,
     build_kit,
@@ -63,6 +68,8 @@ from benchmarks.study_output import (
     write_output,
     write_text,
 )
+
+SCORE = "score"  # the one grid name that is ShrinkML's, not SB3's
 
 QUICK = {"evaluations": 12, "seeds": (100,), "test_utterances": 50, "search_utterances": 50,
          "dev_pool_at": (6, 12)}
@@ -105,16 +112,42 @@ def current_defaults(agent: str, warm: bool, base: SearchConfig) -> dict[str, An
 
 
 def build_arms(agent: str, warm: bool, grid: list[tuple[str, list[Any]]], base: SearchConfig) -> list[Arm]:
-    """One arm per grid point, in grid order; ``extras`` marks the agent's current defaults."""
-    check_hyperparameters(agent, {name: values[0] for name, values in grid})
-    defaults = current_defaults(agent, warm, base)
+    """One arm per grid point, in grid order; ``extras`` marks the agent's current defaults.
+
+    ``score`` in the grid is not an SB3 hyperparameter but the search score the env steers by
+    (:data:`asr.scores.SCORES`; ShrinkML's default ``wer``): it sets the arm's ``score``.
+    """
+    from asr.scores import SCORES
+
+    sb3_grid = {name: values[0] for name, values in grid if name != SCORE}
+    check_hyperparameters(agent, sb3_grid)
+    for value in dict(grid).get(SCORE, []):
+        if value not in SCORES:
+            raise ValueError(f"--grid score: {value!r} is not a search score; accepted: {', '.join(SCORES)}")
+    defaults = {**current_defaults(agent, warm, base), SCORE: SearchConfig().score}
     arms = []
     for point in itertools.product(*(values for _, values in grid)):
         overrides = dict(zip((name for name, _ in grid), point))
         current = all(k in defaults and defaults[k] == v for k, v in overrides.items())
-        arms.append(Arm(arm_label(overrides), replace(base, agent=agent, warm_start=warm, sb3=tuple(overrides.items())),
-                        extras={"overrides": overrides, "current_default": current}))
+        sb3 = tuple((k, v) for k, v in overrides.items() if k != SCORE)
+        config = replace(base, agent=agent, warm_start=warm, sb3=sb3, score=overrides.get(SCORE, base.score))
+        arms.append(Arm(arm_label(overrides), config, extras={"overrides": overrides, "current_default": current}))
     return arms
+
+
+def run_arms(study: str, arms: list[Arm], settings: StudySettings, dev_error: Any,
+             log: Callable[[str], None]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, str]]]:
+    """Every arm, one study per search score (each score is its own target, with its own data
+    fingerprint); returns the results in arm order and each score's target identity."""
+    results: dict[str, dict[str, Any]] = {}
+    identities: dict[str, dict[str, str]] = {}
+    for score in dict.fromkeys(arm.config.score for arm in arms):
+        scored = replace(settings, score=score)
+        kit = replace(build_kit(scored), test_error=_no_test, test_description="none (a design study)")
+        identities[score] = target_identity(kit.target)
+        results.update(run_study(study, [a for a in arms if a.config.score == score], scored, kit,
+                                 dev_error=dev_error, log=log))
+    return {arm.label: results[arm.label] for arm in arms}, identities
 
 
 def choose(arms: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
@@ -178,6 +211,14 @@ def _without_test(arms: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return arms
 
 
+def _dense_model(settings: StudySettings) -> Any:
+    """The uncompressed model the study's target compresses."""
+    from asr.checkpoint import load_checkpoint
+    from asr.default import default_checkpoint
+
+    return load_checkpoint(default_checkpoint() if settings.target == "default" else settings.target)[0]
+
+
 def _no_test(model: Any) -> float:
     """The tuning searches' test scorer: NaN, nothing decoded (design choices never see test)."""
     return math.nan
@@ -210,21 +251,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = replace(settings_from_args(parser, args, QUICK), test_every=0)
         base = SearchConfig(budget=args.budget, evaluations=settings.evaluations, target=settings.target,
-                            test_utterances=settings.test_utterances)
+                            test_utterances=settings.test_utterances, score=settings.score)
         arms = build_arms(agent, warm, grid, base)
     except ValueError as e:
         parser.error(str(e))
-    kit = replace(build_kit(settings), test_error=_no_test, test_description="none (a design study)")
     dev_error = build_dev_error(settings)
-    results = run_study(f"tuning-{args.agent}-{args.budget}", arms, settings, kit, dev_error=dev_error,
-                        log=lambda line: print(line, flush=True))
+    results, identities = run_arms(f"tuning-{args.agent}-{args.budget}", arms, settings, dev_error,
+                                   log=lambda line: print(line, flush=True))
     payload = {
         "meta": run_metadata(quick=args.quick),
         "note": quick_note(settings),
         "settings": {**settings.to_dict(), "agent": args.agent, "budget": args.budget,
                      "grid": [[n, v] for n, v in grid]},
-        "target_identity": target_identity(kit.target),
-        "dense_dev_pool_wer": dev_error(kit.target.model) if dev_error else None,
+        "target_identity": identities[arms[0].config.score],
+        "score_target_identities": identities,
+        "dense_dev_pool_wer": dev_error(_dense_model(settings)) if dev_error else None,
         "arms": _without_test(results),
     }
     payload["choice"] = choose(results)

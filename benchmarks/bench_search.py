@@ -110,7 +110,7 @@ def parse_agent(label: str) -> tuple[str, bool]:
 
 def arms_for(budget: float, agents: tuple[str, ...], settings, reference_factor: int, reference_seed: int) -> list[Arm]:
     base = SearchConfig(budget=budget, evaluations=settings.evaluations, target=settings.target,
-                        test_utterances=settings.test_utterances)
+                        test_utterances=settings.test_utterances, score=settings.score)
     arms = []
     for label in agents:
         name, warm = parse_agent(label)
@@ -120,6 +120,9 @@ def arms_for(budget: float, agents: tuple[str, ...], settings, reference_factor:
         arms.append(Arm("reference", replace(base, agent="evolution", evaluations=settings.evaluations * reference_factor),
                         seeds=(reference_seed,), extras={"role": f"long evolution ({reference_factor}x evaluations)"}))
     return arms
+
+
+_NEW_SETTING_DEFAULTS = {"score": "wer"}
 
 
 def merge_earlier(payload: dict[str, Any], earlier: dict[str, Any] | None) -> dict[str, Any]:
@@ -133,7 +136,9 @@ def merge_earlier(payload: dict[str, Any], earlier: dict[str, Any] | None) -> di
     """
     if not earlier:
         return payload
-    same = {k: v for k, v in earlier.get("settings", {}).items() if k != "budgets"} == \
+    # A setting added since the earlier file was written had its default then (score: wer).
+    earlier_settings = {**_NEW_SETTING_DEFAULTS, **earlier.get("settings", {})}
+    same = {k: v for k, v in earlier_settings.items() if k != "budgets"} == \
         {k: v for k, v in payload["settings"].items() if k != "budgets"}
     if (not same or earlier.get("test_description") != payload["test_description"]
             or earlier.get("target_identity") != payload.get("target_identity")):

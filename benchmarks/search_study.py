@@ -76,6 +76,9 @@ class StudySettings:
             decoded on the held-out dev pool (:func:`agents.targets.asr_dev_pool_scorer`),
             where the study's design choices (which agent to recommend) are made; ASR
             targets only. Empty: none.
+        score: what every search of the study steers by on the search subset (one of
+            :data:`asr.scores.SCORES`; ``"wer"``, the default, on the toy target). Test and
+            dev-pool figures stay greedy WER whatever the score.
     """
 
     target: str = "default"
@@ -87,6 +90,7 @@ class StudySettings:
     jobs: int = 1
     test_every: int = 1
     dev_pool_at: tuple[int, ...] = ()
+    score: str = "wer"
 
     def __post_init__(self) -> None:
         if self.evaluations < 1 or self.jobs < 1 or self.test_every < 0:
@@ -109,6 +113,12 @@ class StudySettings:
         if dev_at and self.target == "toy":
             raise ValueError("dev_pool_at applies to ASR targets; the toy target has no dev pool")
         object.__setattr__(self, "dev_pool_at", dev_at)
+        from asr.scores import SCORES
+
+        if self.score not in SCORES:
+            raise ValueError(f"score must be one of {', '.join(SCORES)}; got {self.score!r}")
+        if self.target == "toy" and self.score != "wer":
+            raise ValueError(f"score {self.score!r} needs a speech recogniser; the toy target scores 'wer' only")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -145,6 +155,9 @@ def add_study_arguments(parser: argparse.ArgumentParser, *, evaluations: int, se
     parser.add_argument("--dev-pool-at", default="",
                         help="evaluation counts at which each run's best is also decoded on the held-out dev pool "
                              "(comma-separated, e.g. 100,300; default: none)")
+    parser.add_argument("--score", default="wer",
+                        help="what every search steers by on the search subset: wer, cer, loss or distill "
+                             "(default %(default)s; test and dev-pool figures are greedy WER whatever it is)")
     parser.add_argument("--quick", action="store_true", help="the short version that `make bench` runs")
 
 
@@ -165,6 +178,7 @@ def settings_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace
         "jobs": args.jobs,
         "test_every": args.test_every,
         "dev_pool_at": parse_ints(args.dev_pool_at),
+        "score": args.score,
     }
     if args.quick:
         for name, value in quick.items():
@@ -282,14 +296,15 @@ def build_kit(settings: StudySettings) -> SearchTarget:
     if settings.target == "toy":
         kit = toy_search_target()
     else:
-        kit = make_search_target(settings.target, test_utterances=settings.test_utterances)
+        kit = make_search_target(settings.target, test_utterances=settings.test_utterances, score=settings.score)
         if settings.search_utterances is not None:
             from asr.default import default_checkpoint, load_split
             from asr.target import asr_target
 
             path = default_checkpoint() if settings.target == "default" else Path(settings.target)
             subset = load_split("search")[: settings.search_utterances]
-            kit = replace(kit, target=asr_target(path, subset, name=f"{kit.target.name}-search{len(subset)}"))
+            kit = replace(kit, target=asr_target(path, subset, name=f"{kit.target.name}-search{len(subset)}",
+                                                 score=settings.score))
     store = memo_store(settings.runs_dir, f"test-{settings.test_utterances or 'all'}", kit.test_error)
     return replace(kit, test_error=MemoisedTestError(kit.test_error, store))
 
@@ -526,6 +541,10 @@ def run_study(
     labels = [a.label for a in arms]
     if len(set(labels)) != len(labels):
         raise ValueError(f"arm labels must be unique; got {labels}")
+    for arm in arms:
+        if arm.config.score != settings.score:
+            raise ValueError(f"arm {arm.label!r} steers by score {arm.config.score!r} but the study's target "
+                             f"scores {settings.score!r}; build the arm's config with score=settings.score")
     scorer = _RankScorer(kit, dev_error if dev_error is not None else build_dev_error(settings))
     curves: dict[tuple, list[dict]] = {}
     out: dict[str, dict[str, Any]] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -28,6 +29,7 @@ from benchmarks.search_study import (
     _RankScorer,
     _run_one,
     build_kit,
+    run_study,
     running_best,
 )
 from benchmarks.study_output import spread, summarise
@@ -59,6 +61,19 @@ def test_study_settings_reject_bad_values() -> None:
         StudySettings(dev_pool_at=(100, 300))
     with pytest.raises(ValueError, match="toy target has no dev pool"):
         StudySettings(target="toy", dev_pool_at=(10,))
+    with pytest.raises(ValueError, match="score must be one of wer, cer, loss, distill; got 'bleu'"):
+        StudySettings(score="bleu")
+    with pytest.raises(ValueError, match="score 'distill' needs a speech recogniser"):
+        StudySettings(target="toy", score="distill")
+
+
+def test_study_refuses_an_arm_steered_by_another_score_than_its_target() -> None:
+    settings = StudySettings(target="toy", evaluations=2, seeds=(0,))
+    arm = bench_search.arms_for(0.4, ("random",), settings, 0, 0)[0]
+    assert arm.config.score == "wer"  # arms take the study's score
+    with pytest.raises(ValueError, match="steers by score 'distill' but the study's target scores 'wer'"):
+        run_study("s", [replace(arm, config=replace(arm.config, target="default", score="distill"))], settings,
+                  build_kit(settings))
 
 
 def test_bench_search_toy(tmp_path) -> None:
@@ -231,6 +246,12 @@ def test_bench_search_keeps_other_budgets_measured_with_the_same_settings(tmp_pa
     assert list(data["budgets"]) == ["0.5", "0.3"] and data["settings"]["budgets"] == [0.5, 0.3]
     assert set(data["best_known"]) == {"0.5", "0.3"}
     assert "Budget 0.3" in (tmp_path / "search.md").read_text()
+    # A file written before a setting existed (here: score) had its default, so it is kept.
+    data = json.loads((tmp_path / "search.json").read_text())
+    assert data["settings"].pop("score") == "wer"
+    (tmp_path / "search.json").write_text(json.dumps(data))
+    assert bench_search.main([*args, "--budgets", "0.5"]) == 0
+    assert list(json.loads((tmp_path / "search.json").read_text())["budgets"]) == ["0.5", "0.3"]
     # Different settings: the earlier budgets are not mixed in.
     assert bench_search.main([*args[:5], "4", *args[6:], "--budgets", "0.4"]) == 0
     assert list(json.loads((tmp_path / "search.json").read_text())["budgets"]) == ["0.4"]
