@@ -61,12 +61,11 @@ from benchmarks.search_study import (
 )
 from benchmarks.study_output import (
     fmt,
+    publish,
     quick_note,
     set_threads,
     spread,
     spread_text,
-    write_output,
-    write_text,
 )
 
 SCORE = "score"  # the one grid name that is ShrinkML's, not SB3's
@@ -269,11 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         "arms": _without_test(results),
     }
     payload["choice"] = choose(results)
-    path = write_output("agent_tuning.json", payload, args.output_dir)
-    text = summary_markdown(payload)
-    write_text("agent_tuning.md", text, args.output_dir)
-    print(text)
-    print(f"wrote {path}")
+    publish("agent_tuning", payload, summary_markdown(payload), args.output_dir)
     return 0
 
 

@@ -53,7 +53,7 @@ from asr.model import ASRModel, build_model
 from asr.text import CharTokenizer
 from benchmarks.common import apply_quick_defaults, run_metadata
 from benchmarks.search_study import parse_floats, parse_ints, weights_fingerprint
-from benchmarks.study_output import output_path, set_threads, write_output, write_text
+from benchmarks.study_output import output_path, publish, set_threads
 from shrinkml_env.compression import (
     MatrixSpec,
     all_matrices,
@@ -351,11 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     payload = {"meta": run_metadata(quick=args.quick), "note": note,
                "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                "search_results_used": str(search_json) if searched else None, "models": blocks}
-    path = write_output("inference.json", payload, args.output_dir)
-    text = summary_markdown(payload)
-    write_text("inference.md", text, args.output_dir)
-    print(text)
-    print(f"wrote {path}")
+    publish("inference", payload, summary_markdown(payload), args.output_dir)
     return 0
 
 

@@ -43,11 +43,10 @@ from benchmarks.study_output import (
     fmt,
     output_path,
     plot_curves,
+    publish,
     quick_note,
     set_threads,
     spread_text,
-    write_output,
-    write_text,
 )
 from shrinkml_env.env import CONSTRAINTS
 from shrinkml_env.rewards import reward_names
@@ -119,11 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         "test_decodes": kit.test_error.decodes,
         "test_seconds": kit.test_error.seconds,
     }
-    path = write_output("rewards.json", payload, args.output_dir)
-    text = summary_markdown(payload)
-    write_text("rewards.md", text, args.output_dir)
-    print(text)
-    print(f"wrote {path}")
+    publish("rewards", payload, summary_markdown(payload), args.output_dir)
     return 0
 
 

@@ -43,7 +43,7 @@ import torch
 
 from benchmarks.common import apply_quick_defaults, run_metadata
 from benchmarks.search_study import parse_ints, parse_names
-from benchmarks.study_output import set_threads, write_output, write_text
+from benchmarks.study_output import publish, set_threads
 
 QUICK = {"subset_sizes": "25,50,100", "model_utterances": 16, "repeats": 2}
 MODEL_SECONDS = 4.0
@@ -184,11 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "points": rows,
     }
-    path = write_output(args.result_name, payload, args.output_dir)
-    text = summary_markdown(payload)
-    write_text(Path(args.result_name).with_suffix(".md").name, text, args.output_dir)
-    print(text)
-    print(f"wrote {path}")
+    publish(Path(args.result_name).stem, payload, summary_markdown(payload), args.output_dir)
     return 0
 
 

@@ -80,6 +80,7 @@ from benchmarks.study_output import (
     fmt,
     output_path,
     plot_curves,
+    publish,
     quick_note,
     set_threads,
     spread_text,
@@ -373,11 +374,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{earlier_path}: budgets {', '.join(dropped)} were measured with other settings, another "
                   "model or another test set, and are replaced by this run's (--no-keep-budgets says so up front)")
     payload["choice"] = choose_agent(payload)
-    path = write_output("search.json", payload, args.output_dir)
-    text = summary_markdown(payload)
-    write_text("search.md", text, args.output_dir)
-    print(text)
-    print(f"wrote {path}")
+    publish("search", payload, summary_markdown(payload), args.output_dir)
     return 0
 
 

@@ -42,11 +42,10 @@ from benchmarks.study_output import (
     fmt,
     output_path,
     plot_curves,
+    publish,
     quick_note,
     set_threads,
     spread_text,
-    write_output,
-    write_text,
 )
 from shrinkml_env.env import menu_at_budget
 from shrinkml_env.plan import CompressionPlan
@@ -142,11 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         "test_decodes": kit.test_error.decodes,
         "test_seconds": kit.test_error.seconds,
     }
-    path = write_output(f"{stem}.json", payload, args.output_dir)
-    text = summary_markdown(payload)
-    write_text(f"{stem}.md", text, args.output_dir)
-    print(text)
-    print(f"wrote {path}")
+    publish(stem, payload, summary_markdown(payload), args.output_dir)
     return 0
 
 

@@ -28,7 +28,7 @@ from typing import Any
 from benchmarks.common import run_metadata
 from benchmarks.comparisons import UniformComparison, compare_with_uniform
 from benchmarks.search_study import count_or_all, parse_floats, parse_names, weights_fingerprint
-from benchmarks.study_output import set_threads, write_output, write_text
+from benchmarks.study_output import publish, set_threads
 
 
 def study_groups(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -88,11 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         payload["budgets"][budget] = compare_with_uniform(arms, agents, compare)
     output_dir = args.output_dir or args.search_json.parent
     stem = f"{args.search_json.stem}_vs_uniform"
-    path = write_output(f"{stem}.json", payload, output_dir)
-    text = summary_markdown(payload)
-    write_text(f"{stem}.md", text, output_dir)
-    print(text)
-    print(f"wrote {path}")
+    publish(stem, payload, summary_markdown(payload), output_dir)
     return 0
 
 

@@ -107,6 +107,16 @@ def write_text(name: str, text: str, output_dir: Path | None) -> Path:
     return path
 
 
+def publish(stem: str, payload: Any, markdown: str, output_dir: Path | None) -> Path:
+    """A benchmark's ending: ``<stem>.json`` and ``<stem>.md`` written (atomically), the table
+    printed, then where the JSON went. Returns that path."""
+    path = write_output(f"{stem}.json", payload, output_dir)
+    write_text(f"{stem}.md", markdown, output_dir)
+    print(markdown)
+    print(f"wrote {path}")
+    return path
+
+
 def plot_curves(
     path: Path,
     arms: dict[str, dict[str, Any]],
