@@ -40,7 +40,6 @@ import itertools
 import math
 import statistics
 import sys
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -51,7 +50,6 @@ from benchmarks.common import run_metadata
 from benchmarks.comparisons import complete_median
 from benchmarks.search_study import (
     Arm,
-    StudySettings,
     add_study_arguments,
     build_dev_error,
     build_kit,
@@ -134,21 +132,6 @@ def build_arms(agent: str, warm: bool, grid: list[tuple[str, list[Any]]], base: 
     return arms
 
 
-def run_arms(study: str, arms: list[Arm], settings: StudySettings, dev_error: Any,
-             log: Callable[[str], None]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, str]]]:
-    """Every arm, one study per search score (each score is its own target, with its own data
-    fingerprint); returns the results in arm order and each score's target identity."""
-    results: dict[str, dict[str, Any]] = {}
-    identities: dict[str, dict[str, str]] = {}
-    for score in dict.fromkeys(arm.config.score for arm in arms):
-        scored = replace(settings, score=score)
-        kit = replace(build_kit(scored), test_error=_no_test, test_description="none (a design study)")
-        identities[score] = target_identity(kit.target)
-        results.update(run_study(study, [a for a in arms if a.config.score == score], scored, kit,
-                                 dev_error=dev_error, log=log))
-    return {arm.label: results[arm.label] for arm in arms}, identities
-
-
 def choose(arms: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
     """The arm with the lowest mean over counts of the median dev-pool WER (every seed present)."""
     scored = []
@@ -210,14 +193,6 @@ def _without_test(arms: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return arms
 
 
-def _dense_model(settings: StudySettings) -> Any:
-    """The uncompressed model the study's target compresses."""
-    from asr.checkpoint import load_checkpoint
-    from asr.default import default_checkpoint
-
-    return load_checkpoint(default_checkpoint() if settings.target == "default" else settings.target)[0]
-
-
 def _no_test(model: Any) -> float:
     """The tuning searches' test scorer: NaN, nothing decoded (design choices never see test)."""
     return math.nan
@@ -254,17 +229,17 @@ def main(argv: list[str] | None = None) -> int:
         arms = build_arms(agent, warm, grid, base)
     except ValueError as e:
         parser.error(str(e))
+    kit = replace(build_kit(settings), test_error=_no_test, test_description="none (a design study)")
     dev_error = build_dev_error(settings)
-    results, identities = run_arms(f"tuning-{args.agent}-{args.budget}", arms, settings, dev_error,
-                                   log=lambda line: print(line, flush=True))
+    results = run_study(f"tuning-{args.agent}-{args.budget}", arms, settings, kit, dev_error=dev_error,
+                        log=lambda line: print(line, flush=True))
     payload = {
         "meta": run_metadata(quick=args.quick),
         "note": quick_note(settings),
         "settings": {**settings.to_dict(), "agent": args.agent, "budget": args.budget,
                      "grid": [[n, v] for n, v in grid]},
-        "target_identity": identities[arms[0].config.score],
-        "score_target_identities": identities,
-        "dense_dev_pool_wer": dev_error(_dense_model(settings)) if dev_error else None,
+        "target_identity": target_identity(kit.target),
+        "dense_dev_pool_wer": dev_error(kit.target.model) if dev_error else None,
         "arms": _without_test(results),
     }
     payload["choice"] = choose(results)

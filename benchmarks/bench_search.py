@@ -7,7 +7,9 @@ median and min–max over seeds, one plot per budget. A long regularised-evoluti
 (``--reference-factor`` times the evaluations) serves as the best-known reference.
 
 Agents are named as ``shrinkml search --agent`` takes them, or ``NAME+warm`` for an RL agent
-warm-started from the sensitivity scan (``--warm-start``). Agents that draw nothing at random
+warm-started from the sensitivity scan (``--warm-start``), and ``AGENT:SCORE`` for an agent
+steered by another search-subset score than the study's ``--score`` (``ppo+warm:distill``;
+``--score`` in ``shrinkml search``); such an arm's search-subset column is in its own score. Agents that draw nothing at random
 (uniform, greedy) run once, with the first seed, and stand for every seed. Every configuration
 is exported by the search's factorisation method (whitened by default), as ``shrinkml search``
 exports it.
@@ -109,13 +111,25 @@ def parse_agent(label: str) -> tuple[str, bool]:
     return name, variant == "warm"
 
 
+def parse_arm(label: str) -> tuple[str, bool, str | None]:
+    """``AGENT`` or ``AGENT:SCORE`` (the agent steered by another search-subset score, one of
+    :data:`asr.scores.SCORES`); returns name, warm start and the score (None: the study's)."""
+    from asr.scores import SCORES
+
+    agent, sep, score = label.partition(":")
+    name, warm = parse_agent(agent)
+    if sep and score not in SCORES:
+        raise ValueError(f"agent {label!r}: unknown score {score!r}; accepted: AGENT:{', AGENT:'.join(SCORES)}")
+    return name, warm, score if sep else None
+
+
 def arms_for(budget: float, agents: tuple[str, ...], settings, reference_factor: int, reference_seed: int) -> list[Arm]:
     base = SearchConfig(budget=budget, evaluations=settings.evaluations, target=settings.target,
                         test_utterances=settings.test_utterances, score=settings.score)
     arms = []
     for label in agents:
-        name, warm = parse_agent(label)
-        arms.append(Arm(label, replace(base, agent=name, warm_start=warm),
+        name, warm, score = parse_arm(label)
+        arms.append(Arm(label, replace(base, agent=name, warm_start=warm, score=score or base.score),
                         seeds=settings.seeds[:1] if name in DETERMINISTIC else None))
     if reference_factor > 0:
         arms.append(Arm("reference", replace(base, agent="evolution", evaluations=settings.evaluations * reference_factor),
@@ -325,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     budgets, agents = parse_floats(args.budgets), parse_names(args.agents)
     for label in agents:
         try:
-            parse_agent(label)
+            parse_arm(label)
         except ValueError as e:
             parser.error(str(e))
 
@@ -350,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
                          settings, kit, log=lambda line: print(line, flush=True))
         baseline = next(run["baseline_test_wer"] for arm in arms.values() for run in arm["runs"])
         reference = arms.get("reference")
-        seen = best_seen(arms)
+        # Search scores compare only within one score: the best seen is the study's score's.
+        seen = best_seen({label: arm for label, arm in arms.items() if arm["config"]["score"] == settings.score})
         payload["budgets"][str(budget)] = {"meta": run_metadata(quick=args.quick), "baseline_test_wer": baseline,
                                            "plot": f"search_budget{budget}.png", "arms": arms,
                                            "reference": reference["runs"][0]["best"] if reference else None,

@@ -76,8 +76,9 @@ class StudySettings:
             decoded on the held-out dev pool (:func:`agents.targets.asr_dev_pool_scorer`),
             where the study's design choices (which agent to recommend) are made; ASR
             targets only. Empty: none.
-        score: what every search of the study steers by on the search subset (one of
-            :data:`asr.scores.SCORES`; ``"wer"``, the default, on the toy target). Test and
+        score: what the study's searches steer by on the search subset (one of
+            :data:`asr.scores.SCORES`; ``"wer"``, the default, on the toy target), unless an
+            arm's config names another (each score is its own target, built once). Test and
             dev-pool figures stay greedy WER whatever the score.
     """
 
@@ -408,6 +409,7 @@ def _row_in_worker(arm: Arm, seed: int, settings: StudySettings, root: str,
     """One run, searched and scored in a pool process (target and SVDs built once per process)."""
     import torch
 
+    settings = replace(settings, score=arm.config.score)  # each score is its own search target
     key = json.dumps(settings.to_dict(), sort_keys=True)
     if key not in _WORKER_STATE:
         torch.set_num_threads(1)
@@ -433,12 +435,12 @@ def _rows_in_parallel(runs: list[tuple[Arm, int]], settings: StudySettings, root
 
 
 def _curve_key(config: SearchConfig) -> tuple:
-    """What a uniform curve depends on: menu and granularity, and the budget for a menu
-    relative to it (whose fractions the budget sets)."""
+    """What a uniform curve depends on: menu and granularity, the budget for a menu relative
+    to it (whose fractions the budget sets), and the score its points are measured by."""
     from shrinkml_env.search_space import make_menu
 
     relative = make_menu(config.rank_menu).relative
-    return config.rank_menu, config.granularity, config.budget if relative else None
+    return config.rank_menu, config.granularity, config.budget if relative else None, config.score
 
 
 def _run_one(arm: Arm, seed: int, kit: SearchTarget, scorer: _RankScorer, root: Path,
@@ -541,11 +543,18 @@ def run_study(
     labels = [a.label for a in arms]
     if len(set(labels)) != len(labels):
         raise ValueError(f"arm labels must be unique; got {labels}")
-    for arm in arms:
-        if arm.config.score != settings.score:
-            raise ValueError(f"arm {arm.label!r} steers by score {arm.config.score!r} but the study's target "
-                             f"scores {settings.score!r}; build the arm's config with score=settings.score")
     scorer = _RankScorer(kit, dev_error if dev_error is not None else build_dev_error(settings))
+    kits = {settings.score: kit}
+
+    def kit_for(arm: Arm) -> SearchTarget:
+        """The arm's search target: ``kit`` for the study's score, else the same model and
+        subset scored the arm's way, sharing ``kit``'s (memoised) test scorer."""
+        score = arm.config.score
+        if score not in kits:
+            kits[score] = replace(build_kit(replace(settings, score=score)), test_error=kit.test_error,
+                                  test_description=kit.test_description)
+        return kits[score]
+
     curves: dict[tuple, list[dict]] = {}
     out: dict[str, dict[str, Any]] = {}
     with _runs_root(settings, study) as root:
@@ -558,7 +567,7 @@ def run_study(
             for arm, seed in everything:
                 firsts.setdefault(_curve_key(arm.config), (arm, seed))
             for arm, seed in firsts.values():
-                rows[arm.label, seed] = _run_one(arm, seed, kit, scorer, root, curves, reward_best,
+                rows[arm.label, seed] = _run_one(arm, seed, kit_for(arm), scorer, root, curves, reward_best,
                                                  settings.test_every, settings.dev_pool_at)
             rest = [(arm, seed) for arm, seed in everything if (arm.label, seed) not in rows]
             rows.update({(arm.label, seed): row for (arm, seed), row in
@@ -566,8 +575,8 @@ def run_study(
         for arm in arms:
             runs = []
             for seed in arm.seeds or settings.seeds:
-                row = rows.get((arm.label, seed)) or _run_one(arm, seed, kit, scorer, root, curves, reward_best,
-                                                              settings.test_every, settings.dev_pool_at)
+                row = rows.get((arm.label, seed)) or _run_one(arm, seed, kit_for(arm), scorer, root, curves,
+                                                              reward_best, settings.test_every, settings.dev_pool_at)
                 best = row["best"]
                 log(f"{study} {arm.label} seed {seed}: {row['evaluations']} evaluations, {row['seconds']:.1f} s, "
                     + ("nothing within budget" if best is None else

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agents.config import SearchConfig
-from benchmarks.bench_agent_tuning import build_arms, choose, parse_grid, run_arms, summary_markdown
+from benchmarks.bench_agent_tuning import build_arms, choose, parse_grid, summary_markdown
 from benchmarks.search_study import StudySettings, _RankScorer, _run_one, build_kit, run_study
 from benchmarks.study_output import summarise
 
@@ -36,7 +36,7 @@ def test_arms_are_every_combination_and_mark_the_current_default() -> None:
         build_arms("ppo", True, parse_grid(["epsilon=0.1"]), SearchConfig(target="toy"))
 
 
-def test_score_in_the_grid_sets_the_search_score_not_an_sb3_override(tmp_path) -> None:
+def test_score_in_the_grid_sets_the_search_score_not_an_sb3_override() -> None:
     arms = build_arms("ppo", True, parse_grid(["ent_coef=0.01", "score=wer,distill"]),
                       SearchConfig(budget=0.3, evaluations=10))
     assert [a.label for a in arms] == ["ent_coef=0.01 score=wer", "ent_coef=0.01 score=distill"]
@@ -45,13 +45,6 @@ def test_score_in_the_grid_sets_the_search_score_not_an_sb3_override(tmp_path) -
     assert [a.extras["current_default"] for a in arms] == [True, False]  # ShrinkML's default score is wer
     with pytest.raises(ValueError, match="'bleu' is not a search score; accepted: wer, cer, loss, distill"):
         build_arms("ppo", True, parse_grid(["score=wer,bleu"]), SearchConfig(budget=0.3))
-    # Each score is its own study target; rows come back in arm order with each target's identity.
-    toy = build_arms("ppo", False, parse_grid(["score=wer", "ent_coef=0.05,0.01"]),
-                     SearchConfig(budget=0.4, evaluations=3, target="toy"))
-    settings = StudySettings(target="toy", evaluations=3, seeds=(0,), test_every=0, runs_dir=str(tmp_path))
-    results, identities = run_arms("tuning", toy, settings, None, log=lambda line: None)
-    assert list(results) == ["score=wer ent_coef=0.05", "score=wer ent_coef=0.01"] and list(identities) == ["wer"]
-    assert all(r["summary"]["evaluations"]["n"] == 1 for r in results.values())
 
 
 def test_zero_test_every_draws_no_test_curve(tmp_path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -26,10 +25,10 @@ from benchmarks.search_study import (
     Arm,
     MemoisedTestError,
     StudySettings,
+    _curve_key,
     _RankScorer,
     _run_one,
     build_kit,
-    run_study,
     running_best,
 )
 from benchmarks.study_output import spread, summarise
@@ -67,13 +66,19 @@ def test_study_settings_reject_bad_values() -> None:
         StudySettings(target="toy", score="distill")
 
 
-def test_study_refuses_an_arm_steered_by_another_score_than_its_target() -> None:
-    settings = StudySettings(target="toy", evaluations=2, seeds=(0,))
-    arm = bench_search.arms_for(0.4, ("random",), settings, 0, 0)[0]
-    assert arm.config.score == "wer"  # arms take the study's score
-    with pytest.raises(ValueError, match="steers by score 'distill' but the study's target scores 'wer'"):
-        run_study("s", [replace(arm, config=replace(arm.config, target="default", score="distill"))], settings,
-                  build_kit(settings))
+def test_study_arms_name_their_score_and_keep_their_uniform_curve_apart() -> None:
+    settings = StudySettings(evaluations=2, seeds=(0,))
+    arms = {a.label: a for a in bench_search.arms_for(0.4, ("ppo+warm", "ppo+warm:distill", "tpe:loss"),
+                                                     settings, 0, 0)}
+    assert arms["ppo+warm"].config.score == "wer"  # the study's score
+    assert arms["ppo+warm:distill"].config.score == "distill" and arms["ppo+warm:distill"].config.warm_started
+    assert (arms["tpe:loss"].config.agent, arms["tpe:loss"].config.score) == ("tpe", "loss")
+    # A uniform curve's search-subset points are in one score: never shared across scores.
+    assert _curve_key(arms["ppo+warm"].config) != _curve_key(arms["ppo+warm:distill"].config)
+    with pytest.raises(ValueError, match="unknown score 'bleu'; accepted: AGENT:wer, AGENT:cer"):
+        bench_search.parse_arm("ppo+warm:bleu")
+    with pytest.raises(ValueError, match="unknown agent 'sgd'"):
+        bench_search.parse_arm("sgd:wer")
 
 
 def test_bench_search_toy(tmp_path) -> None:
