@@ -23,12 +23,15 @@ before the runs, and the table lists every arm with what it spent: unique evalua
 (converged agents stop proposing new allocations and end at the episode limit), the
 evaluation that found the best, episodes and search seconds.
 
-Writes ``agent_tuning.json`` and ``agent_tuning.md`` (``benchmarks/results`` or ``--output-dir``).
+Writes ``agent_tuning.json`` and ``agent_tuning.md`` (``benchmarks/results`` or ``--output-dir``;
+``--result-name`` another stem).
 
 Run::
 
     python -m benchmarks.bench_agent_tuning --budget 0.3 --evaluations 300 --dev-pool-at 100,300 \\
         --grid ent_coef=0.01,0.05 --grid learning_rate=1e-3,3e-4 --runs-dir runs/tuning
+    python -m benchmarks.bench_agent_tuning --budget 0.3 --grid ent_coef=0.01 --grid learning_rate=1e-3 \\
+        --grid score=wer,distill --runs-dir runs/tuning --result-name agent_tuning_score
     python -m benchmarks.bench_agent_tuning --quick --output-dir /tmp/t      # machinery check
 """
 
@@ -204,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     add_study_arguments(parser, evaluations=300, seeds="100,101,102")
     parser.add_argument("--agent", default="ppo+warm", help="RL agent, NAME or NAME+warm (default: %(default)s)")
     parser.add_argument("--budget", type=float, default=0.3)
+    parser.add_argument("--result-name", default="agent_tuning",
+                        help="stem of the JSON and markdown written (default %(default)s; another keeps a "
+                             "second grid apart, e.g. agent_tuning_score)")
     parser.add_argument("--grid", action="append", default=[],
                         help="NAME=V1,V2,... SB3 hyperparameter values (repeatable; arms: every combination)")
     args = parser.parse_args(argv)
@@ -243,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         "arms": _without_test(results),
     }
     payload["choice"] = choose(results)
-    publish("agent_tuning", payload, summary_markdown(payload), args.output_dir)
+    publish(args.result_name, payload, summary_markdown(payload), args.output_dir)
     return 0
 
 

@@ -50,6 +50,8 @@ FULL = [
     ["benchmarks.bench_headline", "--threads", "2", "--seeds", "0"],  # the README's first table (greedy: deterministic)
     ["benchmarks.bench_agent_choice", "--threads", "2"],  # ppo and greedy, 3 seeds each, on the dev pool
     ["benchmarks.bench_agent_tuning", "--jobs", "2"],  # warm PPO's entropy and learning rate, on the dev pool
+    ["benchmarks.bench_agent_tuning", "--jobs", "2", "--grid", "ent_coef=0.01", "--grid", "learning_rate=1e-3",
+     "--grid", "score=wer,distill", "--result-name", "agent_tuning_score"],  # its search score, on the dev pool
 ]
 
 
