@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import itertools
-import math
 import statistics
 import sys
 from dataclasses import replace
@@ -196,11 +195,6 @@ def _without_test(arms: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return arms
 
 
-def _no_test(model: Any) -> float:
-    """The tuning searches' test scorer: NaN, nothing decoded (design choices never see test)."""
-    return math.nan
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the grid, choose, write ``agent_tuning.json`` / ``.md``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -235,10 +229,10 @@ def main(argv: list[str] | None = None) -> int:
         arms = build_arms(agent, warm, grid, base)
     except ValueError as e:
         parser.error(str(e))
-    kit = replace(build_kit(settings), test_error=_no_test, test_description="none (a design study)")
+    kit = build_kit(settings)  # test_every=0: its test scorer returns NaN and decodes nothing
     dev_error = build_dev_error(settings)
     results = run_study(f"tuning-{args.agent}-{args.budget}", arms, settings, kit, dev_error=dev_error,
-                        log=lambda line: print(line, flush=True))
+                        mixed_scores=True, log=lambda line: print(line, flush=True))
     payload = {
         "meta": run_metadata(quick=args.quick),
         "note": quick_note(settings),

@@ -61,7 +61,7 @@ def build_arms(settings, budget: float, agent: str, mask_agent: str, rewards, co
         for reward in rewards:
             config = SearchConfig(agent=who, budget=budget, reward=reward, constraint=constraint,
                                   evaluations=settings.evaluations, target=settings.target,
-                                  test_utterances=settings.test_utterances)
+                                  test_utterances=settings.test_utterances, score=settings.score)
             arms.append(Arm(f"{reward}/{constraint}", config, extras={"reward": reward, "constraint": constraint,
                                                                      "agent": who}))
     return arms

@@ -29,8 +29,8 @@ default agent is chosen, never on test. With ``--runs-dir`` the test and dev-poo
 kept there too, so an interrupted study resumes without decoding anything twice.
 
 Writes ``search.json``, ``search.md`` and ``search_budget<B>.png`` to ``benchmarks/results``
-(or ``--output-dir``). ``best_known`` in the JSON (per budget: the lowest search WER seen in
-any run) is what ``bench_inference.py`` exports and times. Budgets that an existing
+(or ``--output-dir``). ``best_known`` in the JSON (per budget: the lowest search-subset score seen
+in any run steered by the study's ``--score``) is what ``bench_inference.py`` exports and times. Budgets that an existing
 ``search.json`` there measured with the same settings are kept (``--no-keep-budgets``: not),
 so a long study can run one budget per invocation and still end in one file. The reference
 costs five agents' runs, so it too can run apart (``--agents '' --reference-factor 5``, on
@@ -181,7 +181,13 @@ def plot_budget(budget: str, block: dict[str, Any], output_dir: Path | None) -> 
 
 
 # What a reference run measured elsewhere must share with the study it joins.
-_REFERENCE_SETTINGS = ("target", "evaluations", "test_utterances", "search_utterances", "test_every", "export")
+_REFERENCE_SETTINGS = ("target", "evaluations", "test_utterances", "search_utterances", "test_every", "export",
+                       "score")
+
+
+def same_score(arms: dict[str, Any], score: str) -> dict[str, Any]:
+    """The arms steered by ``score``: search-subset scores compare only within one score."""
+    return {label: arm for label, arm in arms.items() if arm["config"].get("score", "wer") == score}
 
 
 def add_reference(payload: dict[str, Any], source: dict[str, Any], origin: str = "") -> list[str]:
@@ -195,7 +201,8 @@ def add_reference(payload: dict[str, Any], source: dict[str, Any], origin: str =
     reference among the runs. Changes ``payload`` in place; returns the budgets added.
     """
     name = origin or "results"
-    pairs = [(k, source["settings"].get(k), payload["settings"].get(k)) for k in _REFERENCE_SETTINGS]
+    pairs = [(k, {**_NEW_SETTING_DEFAULTS, **source["settings"]}.get(k),
+              {**_NEW_SETTING_DEFAULTS, **payload["settings"]}.get(k)) for k in _REFERENCE_SETTINGS]
     pairs += [(k, source.get(k), payload.get(k)) for k in ("test_description", "target_identity")]
     mismatched = [f"{k} ({theirs!r} against the study's {ours!r})" for k, theirs, ours in pairs if theirs != ours]
     if mismatched:
@@ -220,7 +227,7 @@ def add_reference(payload: dict[str, Any], source: dict[str, Any], origin: str =
                          "reference": joined["arms"]["reference"]}
         block["reference"] = joined["reference"]
         block["reference_meta"] = {**joined["meta"], "source": origin}
-        block["best_seen"] = best_seen(block["arms"])
+        block["best_seen"] = best_seen(same_score(block["arms"], payload["settings"].get("score", "wer")))
         payload.setdefault("best_known", {})[budget] = block["best_seen"]
     return added
 
@@ -270,11 +277,15 @@ def summary_markdown(payload: dict[str, Any]) -> str:
         ranking = ", ".join(f"{label} {fmt(v)}" for label, v in choice["mean_dev_pool_wer"].items())
         lines += [f"**Recommended at {count} evaluations (dev pool, mean over budgets {', '.join(choice['budgets'])} "
                   f"of the median over seeds): {choice['chosen']}.** {ranking}.", ""]
+    study_score = payload["settings"].get("score", "wer")
+    lines += [f"Search score: the running best's on the search subset, {study_score}"
+              + (" (greedy WER)" if study_score == "wer" else "")
+              + "; an arm named AGENT:SCORE steered by SCORE, and its column is in that score.", ""]
     for budget, block in payload["budgets"].items():
         lines += [f"## Budget {budget}", "",
                   f"Dense test WER {fmt(block['baseline_test_wer'])}; plot `{block['plot']}`.", "",
                   "| agent | runs | best test WER | " + "".join(f"test WER at {k} | dev-pool WER at {k} | " for k in counts)
-                  + "search WER | size ratio | found at evaluation | seconds/run |",
+                  + "search score | size ratio | found at evaluation | seconds/run |",
                   "|---|---|---|" + "---|---|" * len(counts) + "---|---|---|---|"]
         for label, arm in block["arms"].items():
             s = arm["summary"]
@@ -361,11 +372,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     for budget in budgets:
         arms = run_study(f"search-{budget}", arms_for(budget, agents, settings, reference_factor, args.reference_seed),
-                         settings, kit, log=lambda line: print(line, flush=True))
+                         settings, kit, mixed_scores=True, log=lambda line: print(line, flush=True))
         baseline = next(run["baseline_test_wer"] for arm in arms.values() for run in arm["runs"])
         reference = arms.get("reference")
-        # Search scores compare only within one score: the best seen is the study's score's.
-        seen = best_seen({label: arm for label, arm in arms.items() if arm["config"]["score"] == settings.score})
+        seen = best_seen(same_score(arms, settings.score))
         payload["budgets"][str(budget)] = {"meta": run_metadata(quick=args.quick), "baseline_test_wer": baseline,
                                            "plot": f"search_budget{budget}.png", "arms": arms,
                                            "reference": reference["runs"][0]["best"] if reference else None,

@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     kit = build_kit(settings)
     arms = [Arm(f"{menu}/{agent}", SearchConfig(agent=agent, budget=args.budget, rank_menu=menu,
                                                 evaluations=settings.evaluations, target=settings.target,
-                                                test_utterances=settings.test_utterances),
+                                                test_utterances=settings.test_utterances, score=settings.score),
                 extras={"menu": menu, "agent": agent})
             for menu in menus for agent in agents]
     results = run_study("search-space", arms, settings, kit, log=lambda line: print(line, flush=True))

@@ -149,7 +149,8 @@ def best_baseline(arms: dict[str, Any], agent: str) -> tuple[str, str] | None:
         ``(label, "dev pool" or "test")``, or None when no arm qualifies.
     """
     candidates = {label: arm for label, arm in arms.items()
-                  if label not in (agent, "uniform", "reference") and label.partition("+")[0] not in RL_AGENTS}
+                  if label not in (agent, "uniform", "reference")
+                  and label.partition(":")[0].partition("+")[0] not in RL_AGENTS}
     on_dev = all(_final_dev_spread(a["summary"]) for a in candidates.values()) and candidates
     scored = []
     for label, arm in candidates.items():

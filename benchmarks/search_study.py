@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import multiprocessing
 import os
 import shutil
@@ -293,6 +294,8 @@ def build_kit(settings: StudySettings) -> SearchTarget:
     """The search target with a memoised test scorer (and, if asked, a shorter search subset).
 
     With ``settings.runs_dir`` the test scores are kept there too (see :class:`MemoisedTestError`).
+    A study that never reads test (``test_every=0``) gets a scorer that returns NaN and decodes
+    nothing, in every process it runs in.
     """
     if settings.target == "toy":
         kit = toy_search_target()
@@ -306,8 +309,15 @@ def build_kit(settings: StudySettings) -> SearchTarget:
             subset = load_split("search")[: settings.search_utterances]
             kit = replace(kit, target=asr_target(path, subset, name=f"{kit.target.name}-search{len(subset)}",
                                                  score=settings.score))
+    if not settings.test_every:
+        return replace(kit, test_error=_no_test, test_description="none (a design study)")
     store = memo_store(settings.runs_dir, f"test-{settings.test_utterances or 'all'}", kit.test_error)
     return replace(kit, test_error=MemoisedTestError(kit.test_error, store))
+
+
+def _no_test(model: Any) -> float:
+    """The test scorer of a study that never reads test (``test_every=0``): NaN, nothing decoded."""
+    return math.nan
 
 
 def build_dev_error(settings: StudySettings) -> MemoisedTestError | None:
@@ -525,6 +535,7 @@ def run_study(
     *,
     reward_best: bool = False,
     dev_error: Callable[[nn.Module], float] | None = None,
+    mixed_scores: bool = False,
     log: Callable[[str], None] = lambda line: None,
 ) -> dict[str, dict[str, Any]]:
     """Run every arm with every seed; returns ``{label: {"config", "runs", "summary"}}``.
@@ -538,11 +549,20 @@ def run_study(
             agent's own objective, which need not be the best within the budget).
         dev_error: the dev-pool scorer, for a caller that also uses it (default: built here
             from ``settings`` when it names dev-pool counts).
+        mixed_scores: arms may steer by another score than ``settings.score`` (each score
+            then gets its own target, built once, sharing ``kit``'s test scorer); otherwise
+            such an arm is refused, so a study cannot quietly search by another score than
+            its settings say.
         log: receives one line per finished run.
     """
     labels = [a.label for a in arms]
     if len(set(labels)) != len(labels):
         raise ValueError(f"arm labels must be unique; got {labels}")
+    for arm in arms:
+        if arm.config.score != settings.score and not mixed_scores:
+            raise ValueError(f"arm {arm.label!r} steers by score {arm.config.score!r} but the study scores "
+                             f"{settings.score!r}; build its config with score=settings.score, or pass "
+                             "mixed_scores=True")
     scorer = _RankScorer(kit, dev_error if dev_error is not None else build_dev_error(settings))
     kits = {settings.score: kit}
 

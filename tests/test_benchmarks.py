@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import re
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -29,6 +31,7 @@ from benchmarks.search_study import (
     _RankScorer,
     _run_one,
     build_kit,
+    run_study,
     running_best,
 )
 from benchmarks.study_output import spread, summarise
@@ -64,6 +67,22 @@ def test_study_settings_reject_bad_values() -> None:
         StudySettings(score="bleu")
     with pytest.raises(ValueError, match="score 'distill' needs a speech recogniser"):
         StudySettings(target="toy", score="distill")
+
+
+def test_study_refuses_an_arm_of_another_score_unless_told_and_best_seen_stays_in_one_score() -> None:
+    settings = StudySettings(target="toy", evaluations=2, seeds=(0,), test_every=0)
+    kit = build_kit(settings)
+    assert math.isnan(kit.test_error(kit.target.model))  # a design study's kit decodes no test
+    arm = bench_search.arms_for(0.4, ("random",), settings, 0, 0)[0]
+    other = replace(arm, config=replace(arm.config, target="default", score="distill"))
+    with pytest.raises(ValueError, match="steers by score 'distill' but the study scores 'wer'.*mixed_scores"):
+        run_study("s", [other], settings, kit)
+    runs = [{"best": {"search_wer": 0.9, "size_ratio": 0.3}}]
+    arms = {"ppo+warm": {"config": {"score": "wer"}, "runs": [{"best": {"search_wer": 0.4, "size_ratio": 0.3}}]},
+            "ppo+warm:distill": {"config": {"score": "distill"}, "runs": [{"best": {"search_wer": 0.1,
+                                                                                   "size_ratio": 0.3}}]},
+            "older": {"config": {}, "runs": runs}}  # written before the score setting: WER
+    assert set(bench_search.same_score(arms, "wer")) == {"ppo+warm", "older"}
 
 
 def test_study_arms_name_their_score_and_keep_their_uniform_curve_apart() -> None:
@@ -526,9 +545,9 @@ def test_best_baseline_comparison_and_dev_pool_choice() -> None:
 
     arms = {"ppo+warm": arm(0.30, starved), "dqn": arm(0.20, half), "greedy": arm(0.31, half, seeds=(0,)),
             "tpe": arm(0.33, starved), "random": arm(0.05, half, found=1), "uniform": arm(0.10, half, seeds=(0,))}
-    # The best baseline is greedy: uniform and RL agents (dqn) are not baselines, and random's
-    # median stands on one seed of two.
-    assert comparisons.best_baseline(arms, "ppo+warm") == ("greedy", "dev pool")
+    # The best baseline is greedy: uniform and RL agents (dqn, however steered) are not
+    # baselines, and random's median stands on one seed of two.
+    assert comparisons.best_baseline({**arms, "ppo:distill": arm(0.01, half)}, "ppo+warm") == ("greedy", "dev pool")
     out = comparisons.compare_with_best_baseline(arms, "ppo+warm", compare)
     assert out["baseline"] == "greedy" and [r["seed"] for r in out["runs"]] == [0, 1]  # one greedy run for both
     assert out["unpaired_seeds"] == []
