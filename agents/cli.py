@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from agents import commands_asr, commands_demo, commands_finetune, commands_search
+from agents.run_dir import RunDirInUse
 
 __all__ = ["main", "build_parser"]
 
@@ -32,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, RunDirInUse) as e:
         print(f"shrinkml {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

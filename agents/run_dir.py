@@ -9,6 +9,11 @@ Layout::
     model.pt             the best configuration, exported truly factorised
     pareto.png           WER vs size of every evaluated point, the uniform curve, the choice
     report.md            a human-readable summary
+    .lock                held (flock) by the process searching here, if any
+
+While a search writes it, the folder holds ``.lock``, locked (``flock``) by that process: a
+second process given the same folder is refused at once instead of interleaving its
+evaluations with the first's (the lock goes with the process, even when it is killed).
 
 Whole files are written to a temporary file and renamed over the target. The evaluation log
 is appended one line per evaluation with a single write and an fsync; a line torn by a crash
@@ -21,7 +26,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +36,10 @@ from agents.config import SearchConfig
 from shrinkml_env.atomic import atomic_write_bytes, atomic_write_text
 from shrinkml_env.target import CompressionTarget
 
-__all__ = ["FORMAT", "RunDir", "append_jsonl", "atomic_write_bytes", "atomic_write_text", "read_jsonl"]
+__all__ = ["FORMAT", "RunDir", "RunDirInUse", "append_jsonl", "atomic_write_bytes", "atomic_write_text", "read_jsonl"]
 
 FORMAT = "shrinkml-search/1"
+LOCK_NAME = ".lock"
 logger = logging.getLogger(__name__)
 
 
@@ -68,6 +75,10 @@ def read_jsonl(path: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], bool
     return objects, torn
 
 
+class RunDirInUse(RuntimeError):
+    """Another live process is writing the run directory."""
+
+
 class RunDir:
     """Paths and readers/writers of one run directory."""
 
@@ -82,7 +93,41 @@ class RunDir:
     plot_file = property(lambda self: self.path / "pareto.png")
     report_file = property(lambda self: self.path / "report.md")
 
+    lock_file = property(lambda self: self.path / LOCK_NAME)
+
     # -- starting or resuming ---------------------------------------------------------------
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the folder for this process while the block runs (creates the folder).
+
+        Raises:
+            RunDirInUse: another live process holds it.
+        """
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): run unlocked, as before
+            yield
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.lock_file, "a+", encoding="utf-8") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "unknown"
+                raise RunDirInUse(
+                    f"run directory {str(self.path)!r} is being written by another process (pid {holder}); "
+                    "wait for it to finish and rerun to resume, or choose another --out"
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def prepare(self, config: SearchConfig, target: CompressionTarget) -> list[EvaluationRecord]:
         """Create the run, or check that it can be resumed; returns what it already knows.
 
@@ -112,7 +157,7 @@ class RunDir:
                     f"run directory {str(self.path)!r} searched target {stored.get('target')!r}, "
                     f"not {identity!r} (the model or its search data changed); choose another --out"
                 )
-        elif self.path.exists() and any(self.path.iterdir()):
+        elif self.path.exists() and any(p.name != LOCK_NAME for p in self.path.iterdir()):
             raise ValueError(
                 f"{str(self.path)!r} exists and is not a ShrinkML run directory (no config.json); "
                 "choose an empty or new folder for --out"

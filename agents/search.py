@@ -156,20 +156,28 @@ def run_search(
     Raises:
         ValueError: ``run_dir`` holds a different search, or a setting does not fit the
             target (e.g. a budget below what the rank menu can reach).
+        RunDirInUse: another process is searching in ``run_dir`` right now.
     """
-    from agents.report import write_run_report
-
     started = time.perf_counter()
     kit = search_target or make_search_target(
         config.target, test_utterances=config.test_utterances, device=config.device, score=config.score
     )
-    run = RunDir(run_dir)
-    env = ShrinkMLEnv(
+    env = ShrinkMLEnv(  # before the folder is touched: a setting the target cannot take writes nothing
         target=kit.target, budget=config.budget, reward=config.reward, constraint=config.constraint,
         rank_menu=config.rank_menu, granularity=config.granularity, device=config.device,
         factorisation=config.factorisation, budget_metric=config.budget_metric,
         latency_batch=config.latency_batch,
     )
+    run = RunDir(run_dir)
+    with run.lock():  # a second process on this folder is refused, never interleaved
+        return _search_in(run, env, config, kit, progress, started)
+
+
+def _search_in(run: RunDir, env: ShrinkMLEnv, config: SearchConfig, kit: SearchTarget,
+               progress: Callable[[SearchProgress], None] | None, started: float) -> SearchResult:
+    """:func:`run_search`'s work, in a run directory this process holds."""
+    from agents.report import write_run_report
+
     restored = run.prepare(config, kit.target)
 
     def on_new(record: EvaluationRecord) -> None:

@@ -1,11 +1,15 @@
 """run_search on the toy target: run directory, resume, best within budget, export."""
 
 import json
+import subprocess
+import sys
 
 import pytest
+import torch
 
+from agents.cli import main
 from agents.config import SearchConfig
-from agents.run_dir import RunDir, read_jsonl
+from agents.run_dir import RunDir, RunDirInUse, read_jsonl
 from agents.search import run_search
 from agents.targets import load_toy_model, toy_search_target
 
@@ -29,7 +33,7 @@ def test_run_directory_holds_config_evaluations_result_model_plot_and_report(tmp
     run = RunDir(tmp_path / "run")
     names = {p.name for p in run.path.iterdir()}
     assert names == {"config.json", "evaluations.jsonl", "uniform_curve.json", "result.json", "model.pt",
-                     "pareto.png", "report.md"}
+                     "pareto.png", "report.md", ".lock"}
     assert run.config() == config
     rows, torn = read_jsonl(run.evaluations_file)
     assert len(rows) == 6 and not torn
@@ -106,6 +110,28 @@ def test_resuming_with_other_settings_or_into_a_foreign_folder_is_refused(tmp_pa
     (tmp_path / "other" / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match=r"is not a ShrinkML run directory"):
         run_search(config, tmp_path / "other")
+
+
+def test_a_run_directory_another_process_is_searching_in_is_refused(tmp_path, capsys):
+    config = SearchConfig(agent="random", target="toy", budget=0.5, evaluations=3)
+    script = ("import sys, time\nfrom agents.run_dir import RunDir\n"
+              "with RunDir(sys.argv[1]).lock():\n    print('held', flush=True)\n    time.sleep(60)\n")
+    holder = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "run")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunDirInUse, match=rf"being written by another process \(pid {holder.pid}\)"):
+            run_search(config, tmp_path / "run")
+        assert {p.name for p in (tmp_path / "run").iterdir()} == {".lock"}  # nothing written beside it
+        threads = torch.get_num_threads()
+        assert main(["search", "--target", "toy", "--agent", "random", "--evaluations", "3", "--quiet",
+                     "--threads", "1", "--out", str(tmp_path / "run")]) == 2  # said plainly, no traceback
+        torch.set_num_threads(threads)
+        assert "being written by another process" in capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait()
+    # The lock dies with its process: the same folder is then searched as a fresh one.
+    assert run_search(config, tmp_path / "run").evaluations == 3
 
 
 def test_budget_the_menu_cannot_reach_is_refused_before_anything_is_written(tmp_path):
