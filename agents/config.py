@@ -162,7 +162,7 @@ class SearchConfig:
             check_hyperparameters(self.agent, dict(sb3))
         if not isinstance(self.target, str) or not self.target:
             raise ValueError(f"target must be 'toy', 'default' or a checkpoint path; got {self.target!r}")
-        _check_score(self.score, self.target)
+        check_score(self.score, self.target)
         _check_choice("factorisation", self.factorisation, FACTORISATIONS)
         _check_positive_int("workers", self.workers)
         _check_positive_int("worker_threads", self.worker_threads)
@@ -290,7 +290,8 @@ def _check_positive_int(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
 
 
-def _check_score(score: str, target: str) -> None:
+def check_score(score: str, target: str) -> None:
+    """Refuse a search score that is unknown, or that ``target`` cannot give (ValueError)."""
     from asr.scores import SCORES
 
     _check_choice("score", score, SCORES)

@@ -45,7 +45,7 @@ import sys
 from dataclasses import replace
 from typing import Any
 
-from agents.config import RL_AGENTS, SearchConfig, parse_sb3_overrides
+from agents.config import RL_AGENTS, SearchConfig, check_score, parse_sb3_overrides
 from agents.rl import algorithm_class, check_hyperparameters, hyperparameters
 from benchmarks.bench_search import parse_agent
 from benchmarks.common import run_metadata
@@ -116,13 +116,9 @@ def build_arms(agent: str, warm: bool, grid: list[tuple[str, list[Any]]], base: 
     ``score`` in the grid is not an SB3 hyperparameter but the search score the env steers by
     (:data:`asr.scores.SCORES`; ShrinkML's default ``wer``): it sets the arm's ``score``.
     """
-    from asr.scores import SCORES
-
-    sb3_grid = {name: values[0] for name, values in grid if name != SCORE}
-    check_hyperparameters(agent, sb3_grid)
+    check_hyperparameters(agent, {name: values[0] for name, values in grid if name != SCORE})
     for value in dict(grid).get(SCORE, []):
-        if value not in SCORES:
-            raise ValueError(f"--grid score: {value!r} is not a search score; accepted: {', '.join(SCORES)}")
+        check_score(value, base.target)
     defaults = {**current_defaults(agent, warm, base), SCORE: SearchConfig().score}
     arms = []
     for point in itertools.product(*(values for _, values in grid)):

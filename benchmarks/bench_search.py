@@ -9,10 +9,10 @@ median and min–max over seeds, one plot per budget. A long regularised-evoluti
 Agents are named as ``shrinkml search --agent`` takes them, or ``NAME+warm`` for an RL agent
 warm-started from the sensitivity scan (``--warm-start``), and ``AGENT:SCORE`` for an agent
 steered by another search-subset score than the study's ``--score`` (``ppo+warm:distill``;
-``--score`` in ``shrinkml search``); such an arm's search-subset column is in its own score. Agents that draw nothing at random
-(uniform, greedy) run once, with the first seed, and stand for every seed. Every configuration
-is exported by the search's factorisation method (whitened by default), as ``shrinkml search``
-exports it.
+``--score`` in ``shrinkml search``); such an arm's search-subset column is in its own score.
+Agents that draw nothing at random (uniform, greedy) run once, with the first seed, and stand
+for every seed. Every configuration is exported by the search's factorisation method
+(whitened by default), as ``shrinkml search`` exports it.
 
 For the agents named by ``--compare`` (default: PPO), each seed's final configuration is set
 against uniform compression at equal or larger size (the smallest common rank fraction whose
@@ -29,10 +29,10 @@ default agent is chosen, never on test. With ``--runs-dir`` the test and dev-poo
 kept there too, so an interrupted study resumes without decoding anything twice.
 
 Writes ``search.json``, ``search.md`` and ``search_budget<B>.png`` to ``benchmarks/results``
-(or ``--output-dir``). ``best_known`` in the JSON (per budget: the lowest search-subset score seen
-in any run steered by the study's ``--score``) is what ``bench_inference.py`` exports and times. Budgets that an existing
-``search.json`` there measured with the same settings are kept (``--no-keep-budgets``: not),
-so a long study can run one budget per invocation and still end in one file. The reference
+(or ``--output-dir``). ``best_known`` in the JSON (per budget: the lowest search-subset score
+seen in any run steered by the study's ``--score``) is what ``bench_inference.py`` exports and
+times. Budgets that an existing ``search.json`` there measured with the same settings are kept
+(``--no-keep-budgets``: not), so a long study can run one budget per invocation and still end in one file. The reference
 costs five agents' runs, so it too can run apart (``--agents '' --reference-factor 5``, on
 another machine) and join the study afterwards with ``--add-reference`` (same model, data
 and settings checked).
@@ -68,6 +68,7 @@ from benchmarks.comparisons import (
 )
 from benchmarks.search_study import (
     Arm,
+    StudySettings,
     add_study_arguments,
     build_kit,
     count_or_all,
@@ -137,7 +138,13 @@ def arms_for(budget: float, agents: tuple[str, ...], settings, reference_factor:
     return arms
 
 
-_NEW_SETTING_DEFAULTS = {"score": "wer"}
+# Settings added since some search.json files were written; such a file had their default.
+_NEW_SETTING_DEFAULTS = {"score": StudySettings.score}
+
+
+def _settings(payload: dict[str, Any]) -> dict[str, Any]:
+    """A study file's settings, with the defaults of settings added since it was written."""
+    return {**_NEW_SETTING_DEFAULTS, **payload.get("settings", {})}
 
 
 def merge_earlier(payload: dict[str, Any], earlier: dict[str, Any] | None) -> dict[str, Any]:
@@ -151,9 +158,7 @@ def merge_earlier(payload: dict[str, Any], earlier: dict[str, Any] | None) -> di
     """
     if not earlier:
         return payload
-    # A setting added since the earlier file was written had its default then (score: wer).
-    earlier_settings = {**_NEW_SETTING_DEFAULTS, **earlier.get("settings", {})}
-    same = {k: v for k, v in earlier_settings.items() if k != "budgets"} == \
+    same = {k: v for k, v in _settings(earlier).items() if k != "budgets"} == \
         {k: v for k, v in payload["settings"].items() if k != "budgets"}
     if (not same or earlier.get("test_description") != payload["test_description"]
             or earlier.get("target_identity") != payload.get("target_identity")):
@@ -187,7 +192,8 @@ _REFERENCE_SETTINGS = ("target", "evaluations", "test_utterances", "search_utter
 
 def same_score(arms: dict[str, Any], score: str) -> dict[str, Any]:
     """The arms steered by ``score``: search-subset scores compare only within one score."""
-    return {label: arm for label, arm in arms.items() if arm["config"].get("score", "wer") == score}
+    return {label: arm for label, arm in arms.items()
+            if arm["config"].get("score", _NEW_SETTING_DEFAULTS["score"]) == score}
 
 
 def add_reference(payload: dict[str, Any], source: dict[str, Any], origin: str = "") -> list[str]:
@@ -201,8 +207,7 @@ def add_reference(payload: dict[str, Any], source: dict[str, Any], origin: str =
     reference among the runs. Changes ``payload`` in place; returns the budgets added.
     """
     name = origin or "results"
-    pairs = [(k, {**_NEW_SETTING_DEFAULTS, **source["settings"]}.get(k),
-              {**_NEW_SETTING_DEFAULTS, **payload["settings"]}.get(k)) for k in _REFERENCE_SETTINGS]
+    pairs = [(k, _settings(source).get(k), _settings(payload).get(k)) for k in _REFERENCE_SETTINGS]
     pairs += [(k, source.get(k), payload.get(k)) for k in ("test_description", "target_identity")]
     mismatched = [f"{k} ({theirs!r} against the study's {ours!r})" for k, theirs, ours in pairs if theirs != ours]
     if mismatched:
@@ -227,7 +232,7 @@ def add_reference(payload: dict[str, Any], source: dict[str, Any], origin: str =
                          "reference": joined["arms"]["reference"]}
         block["reference"] = joined["reference"]
         block["reference_meta"] = {**joined["meta"], "source": origin}
-        block["best_seen"] = best_seen(same_score(block["arms"], payload["settings"].get("score", "wer")))
+        block["best_seen"] = best_seen(same_score(block["arms"], _settings(payload)["score"]))
         payload.setdefault("best_known", {})[budget] = block["best_seen"]
     return added
 
@@ -277,7 +282,7 @@ def summary_markdown(payload: dict[str, Any]) -> str:
         ranking = ", ".join(f"{label} {fmt(v)}" for label, v in choice["mean_dev_pool_wer"].items())
         lines += [f"**Recommended at {count} evaluations (dev pool, mean over budgets {', '.join(choice['budgets'])} "
                   f"of the median over seeds): {choice['chosen']}.** {ranking}.", ""]
-    study_score = payload["settings"].get("score", "wer")
+    study_score = _settings(payload)["score"]
     lines += [f"Search score: the running best's on the search subset, {study_score}"
               + (" (greedy WER)" if study_score == "wer" else "")
               + "; an arm named AGENT:SCORE steered by SCORE, and its column is in that score.", ""]

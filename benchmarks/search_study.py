@@ -39,7 +39,7 @@ from typing import Any
 from torch import nn
 
 from agents.budget import EvaluationRecord
-from agents.config import SearchConfig
+from agents.config import SearchConfig, check_score
 from agents.run_dir import FORMAT, RunDir
 from agents.search import run_search
 from agents.targets import SearchTarget, make_search_target, toy_search_target
@@ -115,12 +115,7 @@ class StudySettings:
         if dev_at and self.target == "toy":
             raise ValueError("dev_pool_at applies to ASR targets; the toy target has no dev pool")
         object.__setattr__(self, "dev_pool_at", dev_at)
-        from asr.scores import SCORES
-
-        if self.score not in SCORES:
-            raise ValueError(f"score must be one of {', '.join(SCORES)}; got {self.score!r}")
-        if self.target == "toy" and self.score != "wer":
-            raise ValueError(f"score {self.score!r} needs a speech recogniser; the toy target scores 'wer' only")
+        check_score(self.score, self.target)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

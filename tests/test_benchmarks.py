@@ -63,7 +63,7 @@ def test_study_settings_reject_bad_values() -> None:
         StudySettings(dev_pool_at=(100, 300))
     with pytest.raises(ValueError, match="toy target has no dev pool"):
         StudySettings(target="toy", dev_pool_at=(10,))
-    with pytest.raises(ValueError, match="score must be one of wer, cer, loss, distill; got 'bleu'"):
+    with pytest.raises(ValueError, match="unknown score 'bleu'; accepted: wer, cer, loss, distill"):
         StudySettings(score="bleu")
     with pytest.raises(ValueError, match="score 'distill' needs a speech recogniser"):
         StudySettings(target="toy", score="distill")
