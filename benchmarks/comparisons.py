@@ -140,6 +140,11 @@ def _final_dev_spread(summary: dict[str, Any]) -> dict[str, Any] | None:
     return dev[max(dev, key=int)] if dev else None
 
 
+def _agent_of(label: str, arm: dict[str, Any]) -> str:
+    """The agent an arm ran: its recorded config's, else read off its label (``AGENT+warm:SCORE``)."""
+    return (arm.get("config") or {}).get("agent") or label.partition(":")[0].partition("+")[0]
+
+
 def best_baseline(arms: dict[str, Any], agent: str) -> tuple[str, str] | None:
     """The opponent an RL agent has to beat: the arm other than ``agent``, uniform, the
     long-evolution reference and the RL agents with the lowest median WER over all its seeds,
@@ -149,8 +154,7 @@ def best_baseline(arms: dict[str, Any], agent: str) -> tuple[str, str] | None:
         ``(label, "dev pool" or "test")``, or None when no arm qualifies.
     """
     candidates = {label: arm for label, arm in arms.items()
-                  if label not in (agent, "uniform", "reference")
-                  and label.partition(":")[0].partition("+")[0] not in RL_AGENTS}
+                  if label not in (agent, "uniform", "reference") and _agent_of(label, arm) not in RL_AGENTS}
     on_dev = all(_final_dev_spread(a["summary"]) for a in candidates.values()) and candidates
     scored = []
     for label, arm in candidates.items():

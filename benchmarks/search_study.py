@@ -566,8 +566,9 @@ def run_study(
         subset scored the arm's way, sharing ``kit``'s (memoised) test scorer."""
         score = arm.config.score
         if score not in kits:
-            kits[score] = replace(build_kit(replace(settings, score=score)), test_error=kit.test_error,
-                                  test_description=kit.test_description)
+            # test_every=0: no memo store of its own; the study's memoised test scorer goes in.
+            kits[score] = replace(build_kit(replace(settings, score=score, test_every=0)),
+                                  test_error=kit.test_error, test_description=kit.test_description)
         return kits[score]
 
     curves: dict[tuple, list[dict]] = {}

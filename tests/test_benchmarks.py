@@ -548,6 +548,9 @@ def test_best_baseline_comparison_and_dev_pool_choice() -> None:
     # The best baseline is greedy: uniform and RL agents (dqn, however steered) are not
     # baselines, and random's median stands on one seed of two.
     assert comparisons.best_baseline({**arms, "ppo:distill": arm(0.01, half)}, "ppo+warm") == ("greedy", "dev pool")
+    # An arm's recorded config names its agent whatever its label says.
+    relabelled = {**arm(0.01, half), "config": {"factorisation": "plain", "agent": "a2c"}}
+    assert comparisons.best_baseline({**arms, "mine": relabelled}, "ppo+warm") == ("greedy", "dev pool")
     out = comparisons.compare_with_best_baseline(arms, "ppo+warm", compare)
     assert out["baseline"] == "greedy" and [r["seed"] for r in out["runs"]] == [0, 1]  # one greedy run for both
     assert out["unpaired_seeds"] == []
