@@ -37,12 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--evaluations", type=int, default=DEMO_EVALUATIONS, help="unique search-subset evaluations")
     p.add_argument("--test-utterances", type=int, default=500, help="test utterances decoded")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--rank-menu", default="budget7", help="rank menu preset (default: %(default)s, centred on the budget, which beats uniform at 0.3; `shrinkml search` defaults to linear8)")
-    p.add_argument("--target", default="default", help="'default' (shipped model), an ASR checkpoint, or 'toy'")
-    from agents.config import SearchConfig
+    from agents.config import DEFAULT_SCORE, SearchConfig
 
     d = SearchConfig()
-    p.add_argument("--score", help=f"search-subset score: wer, cer, loss or distill (default: {d.score}; wer on 'toy')")
+    p.add_argument("--rank-menu", default=d.rank_menu, help="rank menu preset (default: %(default)s, as `shrinkml search`)")
+    p.add_argument("--target", default="default", help="'default' (shipped model), an ASR checkpoint, or 'toy'")
+    p.add_argument("--score", help=f"search-subset score: wer, cer, loss or distill (default: {DEFAULT_SCORE}; wer on 'toy')")
     p.add_argument("--factorisation", default=d.factorisation, help="plain, whitened or sequential (default: %(default)s)")
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run directory (rerun resumes)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
@@ -58,7 +58,7 @@ def _demo(args: argparse.Namespace) -> int:
     config = SearchConfig(
         agent="ppo", budget=args.budget, evaluations=args.evaluations, seed=args.seed,
         target=args.target, test_utterances=args.test_utterances, rank_menu=args.rank_menu,
-        score=args.score or ("wer" if args.target == "toy" else SearchConfig().score),
+        score=args.score,
         factorisation=args.factorisation,
     )
     if args.threads is not None:

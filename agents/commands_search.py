@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agents.commands_finetune import add_iterative_arguments, run_iterative_command
-from agents.config import AGENTS, SearchConfig, parse_sb3_overrides, read_sb3_config
+from agents.config import AGENTS, DEFAULT_SCORE, SearchConfig, parse_sb3_overrides, read_sb3_config
 
 __all__ = ["register", "search_config_from_args", "search_progress_bar"]
 
@@ -61,10 +61,10 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tensorboard", type=Path, help="log SB3 training to TensorBoard in this folder")
     p.add_argument("--test-utterances", type=int, help="test utterances decoded for the test WER (default: all)")
     p.add_argument("--device", default=d.device, help="torch device")
-    p.add_argument("--score", default=d.score,
+    p.add_argument("--score",
                    help="what the search steers by on the search subset: wer (greedy decoding), cer, loss "
                    "(teacher-forced cross-entropy of the references) or distill (against the dense model); "
-                   "results are always test WER (default: %(default)s)")
+                   f"results are always test WER (default: {DEFAULT_SCORE}; wer on 'toy')")
     p.add_argument("--workers", type=int, default=d.workers,
                    help="evaluate on this many Ray workers (needs the 'ray' extra; default: %(default)s, in this process)")
     p.add_argument("--ray-address", help="join this Ray cluster (e.g. 'auto' or ray://host:10001) instead of starting one")

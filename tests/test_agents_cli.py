@@ -68,7 +68,10 @@ def test_demo_runs_a_ppo_search_and_prints_the_comparison_table(tmp_path, capsys
     assert main(["demo", "--target", "toy", "--evaluations", "4", "--threads", "1", "--quiet",
                  "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    for row in ("dense (shipped)", "uniform", "ShrinkML PPO search", "rank menu budget7", "whitened factorisation"):
+    for row in ("dense (shipped)", "uniform", "ShrinkML PPO search", "rank menu linear8", "whitened factorisation",
+                "search WER"):
         assert row in out
     assert (tmp_path / "model.pt").is_file()
-    assert json.loads((tmp_path / "config.json").read_text())["config"]["rank_menu"] == "budget7"
+    config = json.loads((tmp_path / "config.json").read_text())["config"]
+    # The demo is the default search: its menu; WER is the score on the toy target (no distill there).
+    assert (config["rank_menu"], config["score"], config["warm_start"]) == ("linear8", "wer", None)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from agents.config import AGENTS, SearchConfig, parse_sb3_overrides, read_sb3_config
+from agents.config import AGENTS, DEFAULT_SCORE, SearchConfig, parse_sb3_overrides, read_sb3_config
 
 
 @pytest.mark.parametrize(
@@ -31,6 +31,16 @@ from agents.config import AGENTS, SearchConfig, parse_sb3_overrides, read_sb3_co
 def test_bad_settings_are_refused_with_the_value_and_the_accepted_ones(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SearchConfig(target="toy", **kwargs)
+
+
+def test_score_defaults_per_target_and_is_recorded_resolved():
+    assert SearchConfig().score == DEFAULT_SCORE == "distill"  # the measured best on a recogniser
+    assert SearchConfig(target="toy").score == "wer"  # the toy target has only an error rate
+    assert SearchConfig(score="wer").score == "wer"
+    # A run directory records the score it steered by, not "the default", so a later change
+    # of the default cannot change what a resumed search means.
+    assert SearchConfig().to_dict()["score"] == "distill"
+    assert SearchConfig.from_dict(SearchConfig(target="toy").to_dict()).score == "wer"
 
 
 def test_constraint_defaults_to_masks_for_maskable_ppo_only():
