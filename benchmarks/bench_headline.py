@@ -1,7 +1,7 @@
 """The README's headline: the dense model, uniform compression and ``shrinkml search``.
 
-For each size budget and seed, the default search (``SearchConfig``'s defaults: agent, rank
-menu, factorisation, evaluations) runs on the shipped model and reports its choice's WER on
+For each size budget and seed, the default search (``SearchConfig``'s defaults: agent,
+score, rank menu, factorisation, evaluations) runs on the shipped model and reports its choice's WER on
 the whole test split, beside uniform compression at the choice's size or just above (the
 like-for-like opponent, same factorisation). Every exported model is then timed end to end
 (batch-1 greedy decoding of the first ``--timing-utterances`` test utterances, interleaved
@@ -76,7 +76,8 @@ def run(args) -> dict[str, Any]:
             name = f"search {size} seed {seed}"  # exported as the search exported it
             models[name] = plan.export(result.best.ranks).eval()
             rows.append({"method": "search", "name": name, "budget": size, "seed": seed,
-                         "agent": config.agent, "warm_start": config.warm_started, "rank_menu": config.rank_menu,
+                         "agent": config.agent, "warm_start": config.warm_started, "score": config.score,
+                         "rank_menu": config.rank_menu,
                          "factorisation": config.factorisation, "evaluations": result.evaluations,
                          "ranks": list(result.best.ranks), "size_ratio": result.best.size_ratio,
                          "search_wer": result.best.search_wer, "test_wer": result.best.test_wer,
@@ -137,6 +138,7 @@ def markdown(payload: dict[str, Any]) -> str:
     lines.append(
         f"Whole test split ({meta['test_utterances'] or 'toy'} utterances), greedy decoding; search: "
         f"`shrinkml search` defaults ({meta['agent']}{', warm start' if meta.get('warm_start') else ''}, "
+        f"steered by {meta.get('score', 'wer')}, "
         f"{meta['evaluations']} evaluations, "
         f"{meta['factorisation']} SVD), "
         + (f"seed {meta['seeds'][0]}" if len(meta["seeds"]) == 1 else f"median over seeds {meta['seeds']} with their range")
@@ -191,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     args.seeds = parse_ints(args.seeds)
     set_threads(args.threads)
     started = time.perf_counter()
-    defaults = SearchConfig()
+    defaults = SearchConfig(target=args.target)
     if args.target == "toy":
         test_utterances = None
     else:
@@ -199,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
 
         test_utterances = len(load_split("test"))
     payload = {"meta": run_metadata(benchmark="headline", sizes=args.sizes, seeds=list(args.seeds),
-                                    agent=defaults.agent, warm_start=defaults.warm_started,
+                                    agent=defaults.agent, warm_start=defaults.warm_started, score=defaults.score,
                                     evaluations=args.evaluations,
                                     factorisation=defaults.factorisation, rank_menu=defaults.rank_menu,
                                     target=args.target, test_utterances=test_utterances,

@@ -228,6 +228,9 @@ def test_bench_headline_toy(tmp_path) -> None:
     uniform = [r for r in data["rows"] if r["method"] == "uniform"]
     assert all(u["size_ratio"] >= s["size_ratio"] - 1e-9 for s, u in zip(searched, uniform))  # never smaller
     assert "| ShrinkML search, size 0.3 |" in (tmp_path / "headline.md").read_text()
+    # The table says what the default search steered by (WER on the toy target, no distill there).
+    assert data["meta"]["score"] == "wer" and all(r["score"] == "wer" for r in searched)
+    assert "steered by wer" in (tmp_path / "headline.md").read_text()
     assert (tmp_path / "headline.png").stat().st_size > 1000
 
 
