@@ -1,21 +1,16 @@
-"""``shrinkml demo``: a PPO rank search on the shipped recogniser, in about 10 minutes.
+"""``shrinkml demo``: the default rank search on the shipped recogniser, in a few minutes.
 
-The demo runs ``shrinkml search --agent ppo --budget 0.3 --rank-menu budget7`` (PPO warm-started
-from the sensitivity scan, the search's default) on the shipped model and ends with one table: the dense model's test WER, the searched configuration's size and
-test WER, and uniform compression (the same rank fraction everywhere, the paper's manual
-baseline) at the same budget and at the searched configuration's own size. The evaluation
-budget is sized for 2 CPU cores: one search-subset evaluation of the shipped model takes
-0.96 s at two threads (``benchmarks/results/subset.json``), and a 100-evaluation PPO search
-at budget 0.3 took 141–200 s at one thread per run, two runs side by side, in the search
-study (``search_v1.json``). The whole demo (``make demo`` on a set-up machine) took 202 s on
-this 2-core machine on the shipped checkpoint with warm-started PPO (2026-12-06); its choice
-scored 0.382 test WER on 500 utterances against 0.396 for uniform compression at the same size
-(dense 0.290). On the v1 checkpoint, with plain PPO: 179 s, 0.412 against 0.424.
+The demo runs ``shrinkml search --budget 0.3`` with the search's defaults (PPO warm-started
+from the sensitivity scan, steered by the ``distill`` score, the ``linear8`` menu,
+activation-aware SVD: the choices ``benchmarks/results/search.json`` measured best on the
+dev pool) and ends with one table: the dense model's test WER, the searched configuration's
+size and test WER, and uniform compression (the same rank fraction everywhere, the paper's
+manual baseline) at the same budget and at the searched configuration's own size. The
+evaluation budget, 100, is sized for 2 CPU cores: one search-subset evaluation of the shipped
+model takes about 1-2 s at two threads (``benchmarks/results/subset.json``).
 
-The demo's menu is ``budget7`` (multiples of the uniform fraction that fits the budget), not
-the search's default ``linear8``: at 0.3 PPO on ``linear8`` loses to uniform compression at
-equal size and on ``budget7`` beats it (``benchmarks/results/search_space*.md``); at 0.5 it
-is the other way round, which is why ``linear8`` stays the default elsewhere.
+Until 2026-12-07 the demo used the ``budget7`` menu, which had been chosen after looking at
+test results on an older checkpoint; it now shows exactly what ``shrinkml search`` does.
 """
 
 from __future__ import annotations
