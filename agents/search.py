@@ -162,6 +162,12 @@ def run_search(
     kit = search_target or make_search_target(
         config.target, test_utterances=config.test_utterances, device=config.device, score=config.score
     )
+    scored_by = kit.target.score
+    if scored_by is not None and scored_by != config.score:
+        raise ValueError(
+            f"the search target scores {scored_by!r} but the config steers by {config.score!r}; "
+            f"build the target with score={config.score!r} or set SearchConfig(score={scored_by!r})"
+        )
     env = ShrinkMLEnv(  # before the folder is touched: a setting the target cannot take writes nothing
         target=kit.target, budget=config.budget, reward=config.reward, constraint=config.constraint,
         rank_menu=config.rank_menu, granularity=config.granularity, device=config.device,

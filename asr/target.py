@@ -117,6 +117,7 @@ def asr_target(
         calibration_fingerprint="none" if calibration is None else calibration_fingerprint(calibration),
         inference=inference,
         inference_fingerprint="none" if inference is None else inference.fingerprint,
+        score=score,
     )
 
 

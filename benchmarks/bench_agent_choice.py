@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             for seed in parse_ints(args.seeds):
                 config = SearchConfig(agent=name, budget=size, seed=seed, target="default",
                                       evaluations=args.evaluations, warm_start=variant == "warm",
-                                      test_utterances=args.test_utterances)
+                                      test_utterances=args.test_utterances, score="wer")
                 with tempfile.TemporaryDirectory() as tmp:
                     result = run_search(config, Path(tmp) / "run", kit)
                 rows.append({"agent": agent, "budget": size, "seed": seed, "ranks": list(result.best.ranks),

@@ -90,7 +90,8 @@ class BenchConfig:
 
     def search(self) -> SearchConfig:
         return SearchConfig(agent=self.agent, budget=self.budget, evaluations=self.evaluations, target=self.target,
-                            rank_menu=self.rank_menu, test_utterances=self.test_utterances, seed=self.seed)
+                            rank_menu=self.rank_menu, test_utterances=self.test_utterances, seed=self.seed,
+                            score="wer")  # measured so; its kits score WER
 
     def iterative(self) -> IterativeConfig:
         return IterativeConfig(search=self.search(), target_size=self.target_size, wer_tolerance=self.wer_tolerance,

@@ -58,7 +58,8 @@ def _timing_workload(kit, target: str, utterances: int):
 
 
 def run(args) -> dict[str, Any]:
-    kit = make_search_target(args.target)  # whole test split
+    # Whole test split, steered by the default search's score.
+    kit = make_search_target(args.target, score=SearchConfig(target=args.target).score)
     kit.test_error = MemoisedTestError(kit.test_error)  # the dense model and shared opponents once
     dense = kit.target.model
     models: dict[str, torch.nn.Module] = {"dense": dense}

@@ -96,7 +96,7 @@ def predicted_vs_measured(env: ShrinkMLEnv, args) -> list[dict[str, Any]]:
 
 
 def search_comparison(kit, env: ShrinkMLEnv, args, size_budget: float, out: Path) -> dict[str, Any]:
-    common = dict(agent=args.agent, evaluations=args.evaluations, seed=args.seed, target="default",
+    common = dict(agent=args.agent, evaluations=args.evaluations, seed=args.seed, target="default", score="wer",
                   test_utterances=args.search_test_utterances, latency_batch=args.batch,
                   factorisation=args.factorisation)
     size = run_search(SearchConfig(budget=size_budget, **common), out / "size", kit)

@@ -43,6 +43,9 @@ class CompressionTarget:
             deployed (for speech: greedy decoding of a few dev utterances at that batch size;
             never test data), timed for latency tables and latency budgets; None: only size
             budgets are available.
+        score: the name of what ``evaluate`` measures when it is one of the built-in speech
+            scores (``asr.scores.SCORES``), so that a search steered by another score is
+            refused rather than mislabelled; None: unnamed (custom targets).
         inference_fingerprint: identifies the inference workload (data and decoder), so a
             latency table is only reused for the same one.
     """
@@ -57,6 +60,7 @@ class CompressionTarget:
     calibration_fingerprint: str = "none"
     inference: Callable[[nn.Module, int], None] | None = None
     inference_fingerprint: str = "none"
+    score: str | None = None
     _baseline: float | None = field(default=None, init=False, repr=False)
     _fingerprint: str | None = field(default=None, init=False, repr=False)
     _moments: dict | None = field(default=None, init=False, repr=False)

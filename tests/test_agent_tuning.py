@@ -42,7 +42,7 @@ def test_score_in_the_grid_sets_the_search_score_not_an_sb3_override() -> None:
     assert [a.label for a in arms] == ["ent_coef=0.01 score=wer", "ent_coef=0.01 score=distill"]
     assert [a.config.score for a in arms] == ["wer", "distill"]
     assert all(dict(a.config.sb3) == {"ent_coef": 0.01} for a in arms)
-    assert [a.extras["current_default"] for a in arms] == [True, False]  # ShrinkML's default score is wer
+    assert [a.extras["current_default"] for a in arms] == [False, True]  # ShrinkML steers by distill by default
     with pytest.raises(ValueError, match="unknown score 'bleu'; accepted: wer, cer, loss, distill"):
         build_arms("ppo", True, parse_grid(["score=wer,bleu"]), SearchConfig(budget=0.3))
 

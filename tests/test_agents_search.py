@@ -138,3 +138,13 @@ def test_budget_the_menu_cannot_reach_is_refused_before_anything_is_written(tmp_
     with pytest.raises(ValueError, match=r"below the smallest size ratio"):
         run_search(SearchConfig(agent="random", target="toy", budget=0.01, evaluations=3), tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_target_scored_one_way_refuses_a_search_steered_another(tmp_path):
+    from dataclasses import replace
+
+    kit = toy_search_target()
+    kit = replace(kit, target=replace(kit.target, score="distill"))  # as asr_target(score="distill") names it
+    with pytest.raises(ValueError, match="target scores 'distill' but the config steers by 'wer'"):
+        run_search(SearchConfig(target="toy", evaluations=2), tmp_path / "run", kit)
+    assert not (tmp_path / "run").exists()  # refused before the folder is touched
