@@ -114,7 +114,8 @@ def build_arms(agent: str, warm: bool, grid: list[tuple[str, list[Any]]], base: 
     """One arm per grid point, in grid order; ``extras`` marks the agent's current defaults.
 
     ``score`` in the grid is not an SB3 hyperparameter but the search score the env steers by
-    (:data:`asr.scores.SCORES`; ShrinkML's default ``wer``): it sets the arm's ``score``.
+    (:data:`asr.scores.SCORES`; ShrinkML's default :data:`agents.config.DEFAULT_SCORE`): it sets
+    the arm's ``score``.
     """
     check_hyperparameters(agent, {name: values[0] for name, values in grid if name != SCORE})
     for value in dict(grid).get(SCORE, []):
