@@ -22,6 +22,8 @@ def _progress_bar(desc: str, unit: str = "it"):
         if "bar" not in bar:
             bar["bar"] = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)
         b = bar["bar"]
+        if b.total != total:  # a time-boxed run sizes its schedule after timing the first updates
+            b.total = total
         b.update(done - b.n)
         if stats:
             shown = {k: f"{v:.3g}" for k, v in stats.items() if k in ("loss", "dev_wer", "lr")}
@@ -38,7 +40,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run-dir", type=Path, default=Path("runs/asr-default"), help="checkpoints go here; an existing last.pt is resumed")
     p.add_argument("--train-manifest", type=Path, help="training manifest (default: the synthetic corpus' train split)")
     p.add_argument("--dev-manifest", type=Path, help="dev manifest (default: the synthetic corpus' dev split)")
-    p.add_argument("--max-updates", type=int, default=20000)
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--max-updates", type=int, help="schedule length in updates (default: 20000)")
+    length.add_argument("--minutes", type=float,
+                        help="train for this long: time the first updates, then size the schedule so "
+                             "the rate's decay ends on time (asr.timebox)")
     p.add_argument("--stop-at", type=int, help="stop (resumably) after this many updates")
     p.add_argument("--max-minutes", type=float, help="stop (resumably) after this much wall time")
     p.add_argument("--batch-seconds", type=float, default=320.0, help="padded audio seconds per batch")
@@ -84,6 +90,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--cache-dir", type=Path, help="where corpora are cached (default: $SHRINKML_CACHE or ~/.cache/shrinkml)")
     s.add_argument("--tiny", action="store_true", help="the tiny test corpus instead of the default")
     s.add_argument("--workers", type=int, help="synthesis processes (default: all cores)")
+    s.add_argument("--splits", help="comma-separated splits to make, e.g. train,dev (default: all that can "
+                                    "be made here)")
     s.set_defaults(handler=_synth)
     lib = data.add_parser("librispeech", help="manifest for a LibriSpeech split folder")
     lib.add_argument("path", type=Path, help="e.g. LibriSpeech/test-clean")
@@ -103,7 +111,7 @@ def _train_asr(args: argparse.Namespace) -> int:
     overrides = {} if args.ctc_weight is None else {"ctc_weight": args.ctc_weight}
     model_config = PRESETS[args.preset].__class__(**{**PRESETS[args.preset].to_dict(), **overrides})
     config = TrainConfig(
-        max_updates=args.max_updates,
+        max_updates=args.max_updates or 20000,
         max_batch_seconds=args.batch_seconds,
         max_batch_size=args.batch_size,
         learning_rate=args.lr,
@@ -133,19 +141,28 @@ def _train_asr(args: argparse.Namespace) -> int:
     for m in (train_set, dev_set):
         if m.skipped:
             print(f"{m.path}: skipped {len(m.skipped)} bad lines (first: {m.skipped[0]})", file=sys.stderr)
-    result = train(
-        model_config,
-        config,
-        train_set.utterances,
-        dev_set.utterances,
-        args.run_dir,
+    common = dict(
         progress=_progress_bar("training", "upd"),
         meta={"command": " ".join(sys.argv), "train_manifest": str(train_path),
               **({} if args.init_from is None else {"init_from": str(args.init_from)})},
         init_from=init_from,
-        stop_at_update=args.stop_at,
-        stop_after_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes,
     )
+    if args.minutes is not None:
+        if args.stop_at is not None or args.max_minutes is not None:
+            raise ValueError("--minutes sets its own stop; drop --stop-at / --max-minutes")
+        from asr.timebox import TimeBox, train_in_minutes
+
+        result, plan = train_in_minutes(model_config, config, train_set.utterances, dev_set.utterances,
+                                        args.run_dir, TimeBox(args.minutes), **common)
+        print(f"timed {plan.timed_updates} updates at {plan.seconds_per_update:.3f} s each; "
+              f"schedule: {plan.max_updates} updates (plan in {args.run_dir / 'timebox.json'})")
+    else:
+        result = train(
+            model_config, config, train_set.utterances, dev_set.utterances, args.run_dir,
+            stop_at_update=args.stop_at,
+            stop_after_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes,
+            **common,
+        )
     print(
         f"{result.updates} updates; best dev WER {result.best_dev_wer:.4f}; "
         f"best: {result.best_checkpoint}; last: {result.last_checkpoint}"
@@ -224,7 +241,9 @@ def _synth(args: argparse.Namespace) -> int:
     from asr.corpus import CorpusConfig, ensure_corpus
 
     config = CorpusConfig.tiny() if args.tiny else CorpusConfig()
-    paths = ensure_corpus(config, cache_dir=args.cache_dir, progress=_progress_bar("synthesising", "utt"), workers=args.workers)
+    splits = None if args.splits is None else [name.strip() for name in args.splits.split(",")]
+    paths = ensure_corpus(config, cache_dir=args.cache_dir, progress=_progress_bar("synthesising", "utt"),
+                          workers=args.workers, splits=splits)
     print(paths.root)
     return 0
 

@@ -346,3 +346,13 @@ def test_festival_splits_without_festival_say_what_to_install(tmp_path, monkeypa
     with pytest.raises(FileNotFoundError, match=r"'cross_synth' is spoken by Festival.*apt-get install festival"):
         ensure_corpus(CorpusConfig.tiny(), tmp_path, splits=("cross_synth",))
     assert os.listdir(tmp_path) == []
+
+
+def test_data_synth_makes_only_the_splits_named(tmp_path, capsys) -> None:
+    from agents.cli import main
+
+    assert main(["data", "synth", "--tiny", "--splits", "dev", "--cache-dir", str(tmp_path), "--workers", "1"]) == 0
+    root = Path(capsys.readouterr().out.strip())
+    assert (root / "dev.jsonl").is_file() and not (root / "train.jsonl").exists()
+    assert main(["data", "synth", "--tiny", "--splits", "dev,bogus", "--cache-dir", str(tmp_path)]) == 2
+    assert "unknown split 'bogus'" in capsys.readouterr().err
