@@ -232,6 +232,16 @@ def test_bench_headline_toy(tmp_path) -> None:
     assert data["meta"]["score"] == "wer" and all(r["score"] == "wer" for r in searched)
     assert "steered by wer" in (tmp_path / "headline.md").read_text()
     assert (tmp_path / "headline.png").stat().st_size > 1000
+    # --retime: the same models timed again from their recorded ranks, nothing else changed.
+    retimed_dir = tmp_path / "retimed"
+    assert bench_headline.main(["--retime", str(tmp_path / "headline.json"), "--timing-utterances", "2",
+                                "--repeats", "2", "--output-dir", str(retimed_dir)]) == 0
+    retimed = json.loads((retimed_dir / "headline.json").read_text())
+    assert retimed["meta"]["retimed"]["repeats"] == 2 and retimed["meta"]["retimed"]["previous"]["repeats"] == 1
+    for before, after in zip(data["rows"], retimed["rows"]):
+        assert (after["name"], after["test_wer"], after["megabytes"]) == (before["name"], before["test_wer"],
+                                                                         before["megabytes"])
+        assert after["batch1_ms"] > 0
 
 
 def test_transfer_fractions_maps_deeper_layers_to_the_deepest_source() -> None:
