@@ -35,12 +35,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--evaluations", type=int, default=DEMO_EVALUATIONS, help="unique search-subset evaluations")
     p.add_argument("--test-utterances", type=int, default=500, help="test utterances decoded")
     p.add_argument("--seed", type=int, default=0)
-    from agents.config import DEFAULT_SCORE, SearchConfig
+    from agents.commands_search import SCORE_DEFAULT
+    from agents.config import SearchConfig
 
     d = SearchConfig()
     p.add_argument("--rank-menu", default=d.rank_menu, help="rank menu preset (default: %(default)s, as `shrinkml search`)")
     p.add_argument("--target", default="default", help="'default' (shipped model), an ASR checkpoint, or 'toy'")
-    p.add_argument("--score", help=f"search-subset score: wer, cer, loss or distill (default: {DEFAULT_SCORE}; wer on 'toy')")
+    p.add_argument("--score", help=f"search-subset score: wer, cer, loss or distill ({SCORE_DEFAULT})")
     p.add_argument("--factorisation", default=d.factorisation, help="plain, whitened or sequential (default: %(default)s)")
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run directory (rerun resumes)")
     p.add_argument("--threads", type=int, help="torch CPU threads")

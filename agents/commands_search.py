@@ -13,6 +13,9 @@ from agents.config import AGENTS, DEFAULT_SCORE, SearchConfig, parse_sb3_overrid
 
 __all__ = ["register", "search_config_from_args", "search_progress_bar"]
 
+# How --score defaults, for every command that takes one (the rule itself: SearchConfig.score).
+SCORE_DEFAULT = f"default: {DEFAULT_SCORE}; wer on 'toy'"
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="search per-layer SVD ranks under a size (or latency) budget")
@@ -64,7 +67,7 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--score",
                    help="what the search steers by on the search subset: wer (greedy decoding), cer, loss "
                    "(teacher-forced cross-entropy of the references) or distill (against the dense model); "
-                   f"results are always test WER (default: {DEFAULT_SCORE}; wer on 'toy')")
+                   f"results are always test WER ({SCORE_DEFAULT})")
     p.add_argument("--workers", type=int, default=d.workers,
                    help="evaluate on this many Ray workers (needs the 'ray' extra; default: %(default)s, in this process)")
     p.add_argument("--ray-address", help="join this Ray cluster (e.g. 'auto' or ray://host:10001) instead of starting one")
