@@ -111,7 +111,7 @@ def _train_asr(args: argparse.Namespace) -> int:
     overrides = {} if args.ctc_weight is None else {"ctc_weight": args.ctc_weight}
     model_config = PRESETS[args.preset].__class__(**{**PRESETS[args.preset].to_dict(), **overrides})
     config = TrainConfig(
-        max_updates=args.max_updates or 20000,
+        max_updates=TrainConfig.max_updates if args.max_updates is None else args.max_updates,
         max_batch_seconds=args.batch_seconds,
         max_batch_size=args.batch_size,
         learning_rate=args.lr,

@@ -107,16 +107,16 @@ def train_in_minutes(
                          "stop_at_update / stop_after_seconds")
     started = time.perf_counter()
     box_seconds = 60.0 * box.minutes
-    stamps: list[tuple[int, float]] = []
+    stamps: list[float] = []  # wall time after each update of the timing stretch
 
     def timed(update: int, total: int, stats: dict[str, float]) -> None:
-        stamps.append((update, time.perf_counter()))
+        stamps.append(time.perf_counter())
         if progress is not None:
             progress(update, total, stats)
 
     timing = train(model_config, replace(config, max_updates=_NO_DECAY), train_set, dev_set, run_dir,
                    progress=timed, stop_after_seconds=box.timing_fraction * box_seconds, **train_kwargs)
-    intervals = [b - a for (_, a), (_, b) in zip(stamps, stamps[1:])]
+    intervals = [b - a for a, b in zip(stamps, stamps[1:])]
     if not intervals:  # one update only: its whole call is the only measure
         intervals = [timing.seconds]
     per_update = statistics.median(intervals[:-1] or intervals)  # the last one holds the evaluation
@@ -140,7 +140,7 @@ def train_in_minutes(
         "best_dev_wer": result.best_dev_wer,
         "seconds": time.perf_counter() - started,
         "device": config.device,
-        "cuda": torch.cuda.get_device_name() if config.device.startswith("cuda") else None,
+        "cuda": torch.cuda.get_device_name(torch.device(config.device)) if config.device.startswith("cuda") else None,
     }
     atomic_write_text(Path(run_dir) / "timebox.json", json.dumps(record, indent=1) + "\n")
     return result, plan

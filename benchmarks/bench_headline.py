@@ -96,13 +96,13 @@ def run(args) -> dict[str, Any]:
                          "factorisation": config.factorisation, "ranks": list(ranks),
                          "size_ratio": result.uniform_at_size.size_ratio,
                          "test_wer": result.uniform_at_size.test_wer})
-    _time_models(kit, args, models, rows)
+    _time_models(kit, args.target, args, models, rows)
     return {"rows": rows, "summary": _summary(rows, args.sizes)}
 
 
-def _time_models(kit, args, models: dict[str, torch.nn.Module], rows: list[dict[str, Any]]) -> None:
+def _time_models(kit, target: str, args, models: dict[str, torch.nn.Module], rows: list[dict[str, Any]]) -> None:
     """Batch-1 timings of every model, interleaved with the dense one, into ``rows``."""
-    timing = _timing_workload(kit, args.target, args.timing_utterances)
+    timing = _timing_workload(kit, target, args.timing_utterances)
     measured = interleaved_medians_ms({n: (lambda m=m: timing(m)) for n, m in models.items()},
                                       repeats=args.repeats, warmup=1)
     for row in rows:
@@ -120,12 +120,11 @@ def retime(args) -> dict[str, Any]:
     """
     payload = json.loads(args.retime.read_text(encoding="utf-8"))
     meta, rows = payload["meta"], payload["rows"]
-    args.target = meta["target"]  # the recorded target's timing workload, whatever the command line said
     kit = make_search_target(meta["target"])
     plan = ShrinkMLEnv(target=kit.target, budget=1.0, factorisation=meta["factorisation"]).plan
     models = {row["name"]: kit.target.model if row["method"] == "dense" else plan.export(row["ranks"]).eval()
               for row in rows}
-    _time_models(kit, args, models, rows)
+    _time_models(kit, meta["target"], args, models, rows)  # the recorded target, not --target
     meta["retimed"] = {**run_metadata(), "timing_utterances": args.timing_utterances, "repeats": args.repeats,
                        "previous": {"date": meta["date"], "timing_utterances": meta["timing_utterances"],
                                     "repeats": meta["repeats"]}}
