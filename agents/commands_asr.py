@@ -18,7 +18,7 @@ __all__ = ["register"]
 def _progress_bar(desc: str, unit: str = "it"):
     bar: dict[str, tqdm] = {}
 
-    def update(done: int, total: int, stats: dict | None = None) -> None:
+    def update(done: int, total: int | None, stats: dict | None = None) -> None:
         if "bar" not in bar:
             bar["bar"] = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)
         b = bar["bar"]
@@ -28,7 +28,7 @@ def _progress_bar(desc: str, unit: str = "it"):
         if stats:
             shown = {k: f"{v:.3g}" for k, v in stats.items() if k in ("loss", "dev_wer", "lr")}
             b.set_postfix(shown, refresh=False)
-        if done >= total:
+        if total is not None and done >= total:
             b.close()
 
     return update
@@ -38,7 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train-asr", help="train (or resume) an LSTM attention recogniser")
     p.add_argument("--preset", default="default", help="model preset: tiny, default or large")
     p.add_argument("--run-dir", type=Path, default=Path("runs/asr-default"), help="checkpoints go here; an existing last.pt is resumed")
-    p.add_argument("--train-manifest", type=Path, help="training manifest (default: the synthetic corpus' train split)")
+    p.add_argument("--train-manifest", type=Path, action="append",
+                   help="training manifest; repeat it to train on several (default: the synthetic corpus' "
+                        "train split, and its train_flite split where Flite is installed)")
     p.add_argument("--dev-manifest", type=Path, help="dev manifest (default: the synthetic corpus' dev split)")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--max-updates", type=int, help="schedule length in updates (default: 20000)")
@@ -100,7 +102,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _train_asr(args: argparse.Namespace) -> int:
-    from asr.default import split_manifest
+    from asr.default import split_manifest, training_manifests
     from asr.features import SpecAugmentConfig
     from asr.manifest import read_manifest
     from asr.model import PRESETS
@@ -134,16 +136,22 @@ def _train_asr(args: argparse.Namespace) -> int:
         if init_from.config != model_config:
             raise ValueError(f"--init-from {args.init_from} holds a model of another config than preset "
                              f"{args.preset!r}; give the preset (and --ctc-weight) it was trained with")
-    train_path = args.train_manifest or split_manifest("train", _progress_bar("synthesising corpus", "utt"))
+    train_paths = args.train_manifest or training_manifests(_progress_bar("synthesising corpus", "utt"))
+    resolved = [path.resolve() for path in train_paths]
+    if len(set(resolved)) != len(resolved):
+        raise ValueError(f"--train-manifest names a manifest twice in {[str(p) for p in train_paths]}; "
+                         "give each once (to weight one more, write a manifest that repeats its lines)")
     dev_path = args.dev_manifest or split_manifest("dev")
-    train_set = read_manifest(train_path, check_audio=False)
+    train_sets = [read_manifest(path, check_audio=False) for path in train_paths]
     dev_set = read_manifest(dev_path, check_audio=False)
-    for m in (train_set, dev_set):
+    for m in (*train_sets, dev_set):
         if m.skipped:
             print(f"{m.path}: skipped {len(m.skipped)} bad lines (first: {m.skipped[0]})", file=sys.stderr)
+    train_utterances = [u for m in train_sets for u in m.utterances]
     common = dict(
         progress=_progress_bar("training", "upd"),
-        meta={"command": " ".join(sys.argv), "train_manifest": str(train_path),
+        meta={"command": " ".join(sys.argv), "train_manifests": [str(p) for p in train_paths],
+              "train_utterances": len(train_utterances),
               **({} if args.init_from is None else {"init_from": str(args.init_from)})},
         init_from=init_from,
     )
@@ -152,13 +160,13 @@ def _train_asr(args: argparse.Namespace) -> int:
             raise ValueError("--minutes sets its own stop; drop --stop-at / --max-minutes")
         from asr.timebox import TimeBox, train_in_minutes
 
-        result, plan = train_in_minutes(model_config, config, train_set.utterances, dev_set.utterances,
+        result, plan = train_in_minutes(model_config, config, train_utterances, dev_set.utterances,
                                         args.run_dir, TimeBox(args.minutes), **common)
         print(f"timed {plan.timed_updates} updates at {plan.seconds_per_update:.3f} s each; "
               f"schedule: {plan.max_updates} updates (plan in {args.run_dir / 'timebox.json'})")
     else:
         result = train(
-            model_config, config, train_set.utterances, dev_set.utterances, args.run_dir,
+            model_config, config, train_utterances, dev_set.utterances, args.run_dir,
             stop_at_update=args.stop_at,
             stop_after_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes,
             **common,

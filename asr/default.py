@@ -8,6 +8,7 @@ utterance ids chosen so that its WER ranks compressed models the way the full de
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,12 +21,15 @@ __all__ = [
     "default_checkpoint",
     "load_split",
     "split_manifest",
+    "training_manifests",
 ]
+
+logger = logging.getLogger(__name__)
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 DEFAULT_CHECKPOINT = PRETRAINED_DIR / "default.pt"
 SEARCH_SUBSET = PRETRAINED_DIR / "search_subset.json"
-NAMED_SPLITS = ("train", "dev", "test", "unseen", "trimmed", "cross_synth", "search")
+NAMED_SPLITS = ("train", "dev", "test", "unseen", "trimmed", "cross_synth", "train_flite", "search")
 
 
 def default_checkpoint() -> Path:
@@ -50,6 +54,25 @@ def split_manifest(split: str, progress: Callable[[int, int], None] | None = Non
     if split not in SPLITS:
         raise ValueError(f"unknown corpus split {split!r}; accepted: {', '.join(SPLITS)}")
     return ensure_corpus(progress=progress, splits=(split,)).manifest(split)
+
+
+def training_manifests(progress: Callable[[int, int], None] | None = None) -> list[Path]:
+    """Manifests of the default corpus's training data, generating them on first use.
+
+    ``train`` (espeak-ng) and, where Flite is installed, ``train_flite`` (a second
+    synthesiser's voices); without Flite a warning is logged and ``train`` alone is used.
+    """
+    from asr.corpus import ensure_corpus
+    from asr.corpus.config import FLITE_SPLITS
+    from asr.corpus.flite import FLITE_INSTALL_HINT, flite_available
+
+    splits = ("train", *FLITE_SPLITS) if flite_available() else ("train",)
+    if len(splits) == 1:
+        logger.warning(
+            "Flite is not installed: training on espeak-ng's voices only (%s)", FLITE_INSTALL_HINT
+        )
+    paths = ensure_corpus(progress=progress, splits=splits)
+    return [paths.manifest(split) for split in splits]
 
 
 def search_subset_ids(path: Path = SEARCH_SUBSET) -> list[str]:

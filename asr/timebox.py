@@ -92,7 +92,7 @@ def train_in_minutes(
     run_dir: str | os.PathLike[str],
     box: TimeBox,
     *,
-    progress: Callable[[int, int, dict[str, float]], None] | None = None,
+    progress: Callable[[int, int | None, dict[str, float]], None] | None = None,
     **train_kwargs: Any,
 ) -> tuple[TrainResult, TimeBoxPlan]:
     """Train for ``box.minutes`` of wall time with the decay fitted to end on time.
@@ -111,8 +111,8 @@ def train_in_minutes(
 
     def timed(update: int, total: int, stats: dict[str, float]) -> None:
         stamps.append(time.perf_counter())
-        if progress is not None:
-            progress(update, total, stats)
+        if progress is not None:  # the length is not known yet: the timing stretch reports none
+            progress(update, None, stats)
 
     timing = train(model_config, replace(config, max_updates=_NO_DECAY), train_set, dev_set, run_dir,
                    progress=timed, stop_after_seconds=box.timing_fraction * box_seconds, **train_kwargs)

@@ -21,8 +21,9 @@ from asr.corpus.augment import (
     speed_perturb,
 )
 from asr.corpus.build import corpus_key
-from asr.corpus.config import FESTIVAL_SPLITS
+from asr.corpus.config import FESTIVAL_SPLITS, FLITE_SPLITS
 from asr.corpus.festival import festival_available
+from asr.corpus.flite import FLITE_VOICES, FliteVoice, flite_available
 from asr.manifest import read_manifest
 from asr.text import normalise_text
 
@@ -167,8 +168,13 @@ def _plant_unfinished_run(root: Path, split: str) -> list[Path]:
 
 
 def _made_splits() -> list[str]:
-    """The splits a whole generation makes here: Festival's only where it is installed."""
-    return [s for s in SPLITS if festival_available() or s not in FESTIVAL_SPLITS]
+    """The splits a whole generation makes here: Festival's and Flite's only where installed."""
+    return [
+        s
+        for s in SPLITS
+        if (festival_available() or s not in FESTIVAL_SPLITS)
+        and (flite_available() or s not in FLITE_SPLITS)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -250,6 +256,9 @@ def test_tiny_corpus_splits_are_disjoint_and_unseen_voices_are_new(tiny_corpora)
             assert u.extra["words"] == len(u.text.split())
             if split in FESTIVAL_SPLITS:
                 assert u.extra["voice"]["synthesiser"] == "festival"
+            elif split in FLITE_SPLITS:
+                assert u.extra["voice"]["synthesiser"] == "flite"
+                assert u.extra["voice"]["voice"] in FLITE_VOICES  # never kal: cross_synth's diphones
             else:
                 assert set(u.extra["voice"]) == {"accent", "variant", "rate", "pitch"}
     texts = {split: {u.text for u in m} for split, m in manifests.items()}
@@ -265,6 +274,8 @@ def test_tiny_corpus_splits_are_disjoint_and_unseen_voices_are_new(tiny_corpora)
             voice["accent"] in config.unseen_accents or voice["variant"] in config.unseen_variants
         )
     assert {u.extra["augment"] != "none" for u in manifests["train"]} == {True, False}
+    for split in set(FLITE_SPLITS) & set(made):  # shaped like train: described like train
+        assert all({"augment", "voice_transform"} <= set(u.extra) for u in manifests[split])
     assert paths.info()["splits"]["train"]["utterances"] == config.train_utterances
 
 
@@ -311,7 +322,7 @@ def test_an_interrupted_generation_leaves_no_split_behind(tmp_path) -> None:
             ("dev", "validation"),
             ValueError,
             r"unknown split 'validation' in splits=\('dev', "
-            r"'validation'\); accepted: train, dev, test, unseen, trimmed, cross_synth",
+            r"'validation'\); accepted: train, dev, test, unseen, trimmed, cross_synth, train_flite",
         ),
         ([], ValueError, r"splits is empty; name some of train, dev, test, unseen, trimmed"),
         ("test", TypeError, r"not a string; got 'test': pass \('test',\)"),
@@ -346,6 +357,43 @@ def test_festival_splits_without_festival_say_what_to_install(tmp_path, monkeypa
     with pytest.raises(FileNotFoundError, match=r"'cross_synth' is spoken by Festival.*apt-get install festival"):
         ensure_corpus(CorpusConfig.tiny(), tmp_path, splits=("cross_synth",))
     assert os.listdir(tmp_path) == []
+
+
+def test_flite_splits_without_flite_say_what_to_install_and_are_skipped(tmp_path, monkeypatch, caplog) -> None:
+    from asr.corpus.build import _requested_splits
+
+    monkeypatch.setattr("asr.corpus.build.flite_available", lambda: False)
+    with pytest.raises(FileNotFoundError, match=r"'train_flite' is spoken by Flite.*apt-get install flite"):
+        ensure_corpus(CorpusConfig.tiny(), tmp_path, splits=("dev", "train_flite"))
+    assert os.listdir(tmp_path) == []
+    assert "train_flite" not in _requested_splits(None)
+    assert "Flite is not installed: skipping train_flite (apt-get install flite)" in caplog.text
+
+
+def test_flite_refuses_the_voices_that_cross_synth_speaks_with() -> None:
+    with pytest.raises(ValueError, match=r"refused Flite voice 'kal16'; accepted: awb, rms, slt"):
+        FliteVoice(voice="kal16")
+    with pytest.raises(ValueError, match=r"'rms' ignores an intonation target; give pitch_mean_hz=None"):
+        FliteVoice(voice="rms", pitch_mean_hz=120.0)
+
+
+@pytest.mark.skipif(not flite_available(), reason="Flite is not installed (apt-get install flite)")
+def test_flite_speaks_at_the_asked_rate_and_pitch() -> None:
+    import parselmouth
+
+    from asr.corpus.flite import synthesize_flite
+
+    text = "the quick brown fox jumps over the lazy dog"
+    slow_low = synthesize_flite(text, FliteVoice("slt", stretch=1.2, pitch_mean_hz=90.0), 16_000)
+    fast_high = synthesize_flite(text, FliteVoice("slt", stretch=0.85, pitch_mean_hz=200.0), 16_000)
+    assert slow_low.dtype == np.float32 and np.max(np.abs(slow_low)) <= 1.0
+    assert len(slow_low) > 1.2 * len(fast_high)
+
+    def median_pitch(audio: np.ndarray) -> float:
+        f0 = parselmouth.Sound(audio.astype(np.float64), 16_000).to_pitch().selected_array["frequency"]
+        return float(np.median(f0[f0 > 0]))
+
+    assert median_pitch(slow_low) < 120 < 160 < median_pitch(fast_high)
 
 
 def test_data_synth_makes_only_the_splits_named(tmp_path, capsys) -> None:

@@ -43,8 +43,8 @@ def test_run_is_timed_then_resumed_with_the_fitted_schedule(tmp_path):
         train_in_minutes(PRESETS["tiny"], config, data, data, tmp_path / "x", TimeBox(1), stop_at_update=3)
 
 
-def _manifest(tmp_path, utterances):
-    path = tmp_path / "m.jsonl"
+def _manifest(tmp_path, utterances, name="m.jsonl"):
+    path = tmp_path / name
     path.write_text("".join(json.dumps({"audio_filepath": u.audio_filepath, "text": u.text, "duration": u.duration})
                             + "\n" for u in utterances))
     return path
@@ -64,3 +64,18 @@ def test_train_asr_minutes_on_the_command_line(tmp_path, capsys):
     assert main([*common, "--minutes", "0.03"]) == 0
     record = json.loads((tmp_path / "run" / "timebox.json").read_text())
     assert record["updates"] > record["plan"]["timed_updates"] >= 1
+
+
+def test_train_asr_trains_on_every_manifest_given_and_refuses_one_given_twice(tmp_path, capsys):
+    from agents.cli import main
+
+    data = _utterances(tmp_path, n=7)
+    first, second = _manifest(tmp_path, data[:4], "a.jsonl"), _manifest(tmp_path, data[4:], "b.jsonl")
+    common = ["train-asr", "--preset", "tiny", "--dev-manifest", str(first), "--batch-seconds", "2",
+              "--batch-size", "4", "--warmup", "1", "--curriculum-updates", "0", "--dev-utterances", "2",
+              "--max-updates", "2", "--run-dir", str(tmp_path / "run")]
+    assert main([*common, "--train-manifest", str(first), "--train-manifest", str(tmp_path / "." / "a.jsonl")]) == 2
+    assert "names a manifest twice" in capsys.readouterr().err
+    assert main([*common, "--train-manifest", str(first), "--train-manifest", str(second)]) == 0
+    _, _, meta = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert meta["train_manifests"] == [str(first), str(second)] and meta["train_utterances"] == 7

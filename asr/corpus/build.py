@@ -45,13 +45,21 @@ from typing import Any
 
 import numpy as np
 
-from asr.corpus.config import FESTIVAL_SPLITS, SPLITS, CorpusConfig
+from asr.corpus.config import FESTIVAL_SPLITS, FLITE_SPLITS, SPLITS, TRAINING_SPLITS, CorpusConfig
 from asr.corpus.espeak import Voice, english_accents, voice_variants
 from asr.corpus.festival import (
     FESTIVAL_INSTALL_HINT,
     FestivalVoice,
     festival_available,
     festival_version,
+)
+from asr.corpus.flite import (
+    FIXED_PITCH_VOICES,
+    FLITE_INSTALL_HINT,
+    FLITE_VOICES,
+    FliteVoice,
+    flite_available,
+    flite_version,
 )
 from asr.corpus.render import Item, Task, record, render
 from asr.corpus.sentences import SentenceGenerator
@@ -177,7 +185,7 @@ def _plan(config: CorpusConfig) -> list[Item]:
                     accents = config.unseen_accents
                 if held_out in ("variant", "both"):
                     variants = config.unseen_variants
-            voice: Voice | FestivalVoice = Voice(
+            voice: Voice | FestivalVoice | FliteVoice = Voice(
                 accent=accents[int(rng.integers(len(accents)))],
                 variant=variants[int(rng.integers(len(variants)))],
                 rate=int(rng.integers(config.rate_range[0], config.rate_range[1] + 1)),
@@ -188,7 +196,12 @@ def _plan(config: CorpusConfig) -> list[Item]:
                     stretch=round(float(rng.uniform(*config.festival_stretch)), 3),
                     pitch_mean_hz=round(float(rng.uniform(*config.festival_pitch_hz)), 1),
                 )
-            augmented = split == "train" and rng.random() < config.augmentation.fraction
+            elif split in FLITE_SPLITS:
+                name = FLITE_VOICES[int(rng.integers(len(FLITE_VOICES)))]
+                stretch = round(float(rng.uniform(*config.flite_stretch)), 3)
+                pitch = round(float(rng.uniform(*config.flite_pitch_hz)), 1)
+                voice = FliteVoice(name, stretch, None if name in FIXED_PITCH_VOICES else pitch)
+            augmented = split in TRAINING_SPLITS and rng.random() < config.augmentation.fraction
             seed = int(np.random.SeedSequence([config.seed, split_index, i]).generate_state(1)[0])
             items.append(
                 Item(f"{split}-{i:06d}", split, next(sentences), voice, held_out, augmented, seed)
@@ -200,21 +213,28 @@ def _folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
+def _missing_program(split: str) -> tuple[str, str] | None:
+    """``(program, install hint)`` if ``split`` is spoken by a program not installed here."""
+    if split in FESTIVAL_SPLITS and not festival_available():
+        return "Festival", FESTIVAL_INSTALL_HINT
+    if split in FLITE_SPLITS and not flite_available():
+        return "Flite", FLITE_INSTALL_HINT
+    return None
+
+
 def _requested_splits(splits: Sequence[str] | None) -> tuple[str, ...]:
     """``splits`` checked and put in :data:`SPLITS` order (the order their locks are taken).
 
-    None means every split that can be made here: the Festival splits only where Festival
-    is installed. Naming one without Festival raises, saying what to install.
+    None means every split that can be made here: those spoken by Festival or Flite only
+    where that program is installed. Naming one without its program raises, saying what to
+    install.
     """
     if splits is None:
-        festival = festival_available()
-        if not festival:
-            logger.warning(
-                "Festival is not installed: skipping %s (%s)",
-                ", ".join(FESTIVAL_SPLITS),
-                FESTIVAL_INSTALL_HINT,
-            )
-        return tuple(s for s in SPLITS if festival or s not in FESTIVAL_SPLITS)
+        missing = {split: _missing_program(split) for split in SPLITS}
+        for split, program in missing.items():
+            if program is not None:
+                logger.warning("%s is not installed: skipping %s (%s)", program[0], split, program[1])
+        return tuple(split for split in SPLITS if missing[split] is None)
     if isinstance(splits, str):
         raise TypeError(
             f"splits must be a sequence of split names, not a string; got {splits!r}: "
@@ -228,12 +248,13 @@ def _requested_splits(splits: Sequence[str] | None) -> tuple[str, ...]:
         )
     if not splits:
         raise ValueError(f"splits is empty; name some of {', '.join(SPLITS)}, or None for all")
-    festival_wanted = [split for split in splits if split in FESTIVAL_SPLITS]
-    if festival_wanted and not festival_available():
-        raise FileNotFoundError(
-            f"split {festival_wanted[0]!r} is spoken by Festival, which is not installed here: "
-            f"{FESTIVAL_INSTALL_HINT}"
-        )
+    for split in splits:
+        program = _missing_program(split)
+        if program is not None:
+            raise FileNotFoundError(
+                f"split {split!r} is spoken by {program[0]}, which is not installed here: "
+                f"{program[1]}"
+            )
     return tuple(split for split in SPLITS if split in splits)
 
 
@@ -300,7 +321,8 @@ def ensure_corpus(
         TypeError: if ``splits`` is a string rather than a sequence of names.
         ImportError: if the ``corpus`` extra (espeakng-loader, wordfreq, praat-parselmouth)
             is missing.
-        FileNotFoundError: if ``splits`` names ``cross_synth`` and Festival is not installed.
+        FileNotFoundError: if ``splits`` names ``cross_synth`` without Festival installed, or
+            ``train_flite`` without Flite.
     """
     config = CorpusConfig() if config is None else config
     requested = _requested_splits(splits)
@@ -426,6 +448,7 @@ def _write_info(config: CorpusConfig, paths: CorpusPaths, seconds: float) -> Non
             "config": asdict(config),
             "versions": _library_versions(),
             "festival": festival_version(),
+            "flite": flite_version(),
             "splits": stats,
             "disk_megabytes": round(disk_bytes / 1e6, 1),
             "generation_seconds": round(previous.get("generation_seconds", 0.0) + seconds, 1),

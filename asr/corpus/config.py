@@ -7,11 +7,17 @@ from dataclasses import dataclass, field
 from asr.corpus.augment import AugmentConfig
 from asr.corpus.variety import VarietyConfig
 
-__all__ = ["FESTIVAL_SPLITS", "SPLITS", "CorpusConfig"]
+__all__ = ["FESTIVAL_SPLITS", "FLITE_SPLITS", "SPLITS", "TRAINING_SPLITS", "CorpusConfig"]
 
-SPLITS = ("train", "dev", "test", "unseen", "trimmed", "cross_synth")
+# In planning order: a split added later goes last, so the others keep their sentences,
+# voices and audio.
+SPLITS = ("train", "dev", "test", "unseen", "trimmed", "cross_synth", "train_flite")
 # Splits spoken by Festival rather than espeak-ng: generated only where Festival is installed.
 FESTIVAL_SPLITS = ("cross_synth",)
+# Splits spoken by Flite: generated only where Flite is installed.
+FLITE_SPLITS = ("train_flite",)
+# Splits shaped for training (varied onsets, levels and voices; partly augmented).
+TRAINING_SPLITS = ("train", "train_flite")
 
 # Variants held out of training: male, female, Klatt, robotic, whispered and character
 # voices, so "unseen" measures generalisation across kinds of voice, not just new names.
@@ -41,6 +47,8 @@ class CorpusConfig:
     offsets and levels, and 60% of training utterances augmented; dev, test and unseen hold
     1,500 clean utterances each, ``trimmed`` 1,000 clean ones with no silence around the
     speech, and ``cross_synth`` 1,000 spoken by Festival (never used in training).
+    ``train_flite`` adds 4,000 training utterances (about 4.6 h) spoken by Flite's three
+    voices, shaped and augmented as ``train``.
     """
 
     # Seed of every random choice (sentences, voices, augmentation, espeak's noise).
@@ -66,6 +74,8 @@ class CorpusConfig:
     trimmed_utterances: int = 1_000
     # Cross-synth: new sentences spoken by Festival, a synthesiser training never hears.
     cross_synth_utterances: int = 1_000
+    # Train-flite: more training sentences, spoken by Flite (a second training synthesiser).
+    train_flite_utterances: int = 4_000
     # Whole accents never heard in training (spoken only in "unseen").
     unseen_accents: tuple[str, ...] = ("en-029", "en-gb-x-gbcwmd")
     # Whole voice variants never heard in training (spoken only in "unseen").
@@ -83,6 +93,10 @@ class CorpusConfig:
     # Festival's speaking-rate stretch and intonation mean (Hz) for cross_synth, uniform.
     festival_stretch: tuple[float, float] = (0.85, 1.2)
     festival_pitch_hz: tuple[float, float] = (90.0, 140.0)
+    # Flite's speaking-rate stretch and intonation mean (Hz) for train_flite, uniform; the
+    # pitch range spans men's and women's voices for each of its three speakers.
+    flite_stretch: tuple[float, float] = (0.85, 1.2)
+    flite_pitch_hz: tuple[float, float] = (85.0, 230.0)
     # How training audio is perturbed (dev, test and unseen stay clean).
     augmentation: AugmentConfig = field(default_factory=AugmentConfig)
     # Storage: 16-bit "flac" (about half the disk of "wav", slightly slower to write).
@@ -118,6 +132,8 @@ class CorpusConfig:
             raise ValueError(f"audio_format must be 'flac' or 'wav'; got {self.audio_format!r}")
         self._check_range("festival_stretch", self.festival_stretch, 0.5, 2.0)
         self._check_range("festival_pitch_hz", self.festival_pitch_hz, 50.0, 300.0)
+        self._check_range("flite_stretch", self.flite_stretch, 0.5, 2.0)
+        self._check_range("flite_pitch_hz", self.flite_pitch_hz, 50.0, 400.0)
         if not isinstance(self.variety, VarietyConfig):
             raise TypeError(f"variety must be a VarietyConfig; got {type(self.variety).__name__}")
         if not isinstance(self.augmentation, AugmentConfig):
@@ -151,4 +167,5 @@ class CorpusConfig:
             unseen_utterances=6,
             trimmed_utterances=4,
             cross_synth_utterances=4,
+            train_flite_utterances=4,
         )

@@ -4,9 +4,10 @@ An :class:`Item` is one planned utterance (text, voice, seeds); a :class:`Task` 
 of them rendered by one fresh worker process (:func:`render`), because libespeak-ng carries
 state from one utterance to the next. What each split's audio looks like:
 
-* ``train``: the synthesiser's own silence removed, then varied onset and offset (none,
-  cut, or up to 0.6 s), half the voices transformed in pitch and formants, 60 % augmented
-  (noise, speed, reverberation, band limits), peak level log-uniform over 0.03–0.95;
+* ``train`` and ``train_flite``: the synthesiser's own silence removed, then varied onset
+  and offset (none, cut, or up to 0.6 s), half the voices transformed in pitch and
+  formants, 60 % augmented (noise, speed, reverberation, band limits), peak level
+  log-uniform over 0.03–0.95;
 * ``dev``, ``test``, ``unseen``, ``cross_synth``: clean, 0.05–0.3 s of silence each side;
 * ``trimmed``: clean, no silence at either end, levels as in training.
 """
@@ -21,9 +22,10 @@ import numpy as np
 
 from asr.audio import SAMPLE_RATE, resample, save_audio
 from asr.corpus.augment import augment
-from asr.corpus.config import CorpusConfig
+from asr.corpus.config import TRAINING_SPLITS, CorpusConfig
 from asr.corpus.espeak import ESPEAK_SAMPLE_RATE, Voice, synthesize
 from asr.corpus.festival import FestivalVoice, synthesize_festival
+from asr.corpus.flite import FliteVoice, synthesize_flite
 from asr.corpus.variety import (
     draw_peak,
     draw_placement,
@@ -43,7 +45,7 @@ class Item:
     id: str
     split: str
     text: str
-    voice: Voice | FestivalVoice
+    voice: Voice | FestivalVoice | FliteVoice
     held_out: str  # "", "accent", "variant" or "both"
     augmented: bool
     seed: int
@@ -62,6 +64,8 @@ def _speech(item: Item, festival_audio: dict[str, np.ndarray]) -> np.ndarray:
     """The item's speech at :data:`SAMPLE_RATE` without the synthesiser's own silence."""
     if isinstance(item.voice, FestivalVoice):
         speech = festival_audio[item.id]
+    elif isinstance(item.voice, FliteVoice):
+        speech = synthesize_flite(item.text, item.voice, SAMPLE_RATE)
     else:
         raw = synthesize(item.text, item.voice, seed=item.seed & 0x7FFFFFFF)
         speech = resample(raw.astype(np.float32) / 32768.0, ESPEAK_SAMPLE_RATE, SAMPLE_RATE)
@@ -74,7 +78,7 @@ def _shape(item: Item, speech: np.ndarray, config: CorpusConfig) -> tuple[np.nda
     rng = np.random.default_rng(item.seed)
     variety = config.variety
     done: dict[str, Any] = {}
-    if item.split == "train":
+    if item.split in TRAINING_SPLITS:
         if rng.random() < variety.voice_fraction:
             speech, done["voice_transform"] = transform_voice(speech, SAMPLE_RATE, variety, rng)
         before, after = draw_placement(variety, rng)
@@ -110,7 +114,7 @@ def render(task: Task) -> list[tuple[str, float, dict]]:
     results = []
     for item in task.items:
         if item.split not in task.folders:
-            if not isinstance(item.voice, FestivalVoice):  # spoken only for espeak's state
+            if isinstance(item.voice, Voice):  # spoken only for espeak's state
                 synthesize(item.text, item.voice, seed=item.seed & 0x7FFFFFFF)
             continue
         waveform, details = _shape(item, _speech(item, festival_audio), task.config)
@@ -130,6 +134,13 @@ def record(item: Item, root: Path, audio_format: str, duration: float, details: 
             "stretch": voice.stretch,
             "pitch_mean_hz": voice.pitch_mean_hz,
         }
+    elif isinstance(voice, FliteVoice):
+        described = {
+            "synthesiser": "flite",
+            "voice": voice.voice,
+            "stretch": voice.stretch,
+            "pitch_mean_hz": voice.pitch_mean_hz,
+        }
     else:
         described = {
             "accent": voice.accent,
@@ -144,7 +155,7 @@ def record(item: Item, root: Path, audio_format: str, duration: float, details: 
         "onset": details["onset"],
         "offset": details["offset"],
     }
-    if item.split == "train":
+    if item.split in TRAINING_SPLITS:
         extra["augment"] = details.get("augment", "none")
         extra["voice_transform"] = details.get("voice_transform", "none")
     if item.held_out:
