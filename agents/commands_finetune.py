@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     length.add_argument("--epochs", type=float, help="passes over the training set")
     length.add_argument("--updates", type=int, help="optimiser steps instead of epochs")
     p.add_argument("--out", type=Path, help="run directory (default: runs/finetune/SOURCE-…); rerunning on it resumes")
-    p.add_argument("--train-manifest", type=Path, help="training manifest (default: the synthetic corpus' train split)")
+    p.add_argument("--train-manifest", type=Path,
+                   help="training manifest (default: the synthetic corpus' training data, train and train_flite)")
     p.add_argument("--dev-manifest", type=Path, help="dev manifest (default: the synthetic corpus' dev split)")
     p.add_argument("--test-manifest", type=Path, help="test manifest (default: the synthetic corpus' test split)")
     p.add_argument("--test-utterances", type=int, help="only the first N test utterances")
@@ -109,6 +110,10 @@ def _utterances(manifest: Path | None, split: str):
     from asr.manifest import read_manifest
 
     if manifest is None:
+        if split == "train":
+            from asr.default import load_training_data
+
+            return load_training_data()
         return load_split(split)
     read = read_manifest(manifest, check_audio=False)
     if read.skipped:

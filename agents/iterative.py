@@ -150,12 +150,15 @@ class ASRData:
 
 def default_asr_data(test_utterances: int | None = None,
                      progress: Callable[[int, int], None] | None = None) -> ASRData:
-    """The default corpus' splits and the shipped search subset (generated on first use)."""
+    """The default corpus' splits and the shipped search subset (generated on first use).
+
+    Training data: ``train`` and, where made, ``train_flite`` (:func:`asr.default.training_manifests`).
+    """
     from asr.calibration import default_calibration
-    from asr.default import load_split
+    from asr.default import load_split, load_training_data
 
     test = load_split("test", progress)
-    return ASRData(load_split("train", progress), load_split("dev", progress), load_split("search", progress),
+    return ASRData(load_training_data(progress), load_split("dev", progress), load_split("search", progress),
                    test if test_utterances is None else test[:test_utterances], default_calibration())
 
 

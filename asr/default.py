@@ -20,6 +20,7 @@ __all__ = [
     "SEARCH_SUBSET",
     "default_checkpoint",
     "load_split",
+    "load_training_data",
     "split_manifest",
     "training_manifests",
 ]
@@ -59,20 +60,36 @@ def split_manifest(split: str, progress: Callable[[int, int], None] | None = Non
 def training_manifests(progress: Callable[[int, int], None] | None = None) -> list[Path]:
     """Manifests of the default corpus's training data, generating them on first use.
 
-    ``train`` (espeak-ng) and, where Flite is installed, ``train_flite`` (a second
-    synthesiser's voices); without Flite a warning is logged and ``train`` alone is used.
+    ``train`` (espeak-ng) and ``train_flite`` (a second synthesiser's voices) where Flite is
+    installed or the split is already made; otherwise a warning is logged and ``train``
+    alone is used.
     """
     from asr.corpus import ensure_corpus
     from asr.corpus.config import FLITE_SPLITS
     from asr.corpus.flite import FLITE_INSTALL_HINT, flite_available
 
-    splits = ("train", *FLITE_SPLITS) if flite_available() else ("train",)
-    if len(splits) == 1:
-        logger.warning(
-            "Flite is not installed: training on espeak-ng's voices only (%s)", FLITE_INSTALL_HINT
-        )
+    paths = ensure_corpus(progress=progress, splits=("train",))
+    splits = ["train"]
+    for split in FLITE_SPLITS:
+        if paths.manifest(split).is_file() or flite_available():
+            splits.append(split)
+        else:
+            logger.warning(
+                "Flite is not installed: training without %s, on espeak-ng's voices only (%s)",
+                split,
+                FLITE_INSTALL_HINT,
+            )
     paths = ensure_corpus(progress=progress, splits=splits)
     return [paths.manifest(split) for split in splits]
+
+
+def load_training_data(progress: Callable[[int, int], None] | None = None) -> list[Utterance]:
+    """Utterances of :func:`training_manifests`, in order."""
+    return [
+        u
+        for path in training_manifests(progress)
+        for u in read_manifest(path, check_audio=False).utterances
+    ]
 
 
 def search_subset_ids(path: Path = SEARCH_SUBSET) -> list[str]:

@@ -15,6 +15,7 @@ so a resumed run rebuilds the factorised structure from ``last.pt`` alone.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import os
@@ -37,7 +38,7 @@ from asr.manifest import Utterance
 from asr.model import ASRConfig, ASRModel
 from asr.text import CharTokenizer
 
-__all__ = ["TrainConfig", "TrainResult", "check_device", "train", "learning_rate"]
+__all__ = ["TrainConfig", "TrainResult", "check_device", "learning_rate", "train", "training_set_fingerprint"]
 
 
 @dataclass(frozen=True)
@@ -254,6 +255,18 @@ def _resume_factorised(
     return resumed, torch.load(path, map_location="cpu", weights_only=True)
 
 
+def training_set_fingerprint(train_set: Sequence[Utterance]) -> str:
+    """``"N utterances, sha256 …"`` over the audio file names and texts, in order.
+
+    A resumed run checks it: another set would silently change the data order and mix. File
+    names rather than paths, so a corpus moved to another folder still resumes.
+    """
+    digest = hashlib.sha256()
+    for u in train_set:
+        digest.update(f"{Path(u.audio_filepath).name}\t{u.text}\n".encode())
+    return f"{len(train_set)} utterances, sha256 {digest.hexdigest()[:12]}"
+
+
 def train(
     model_config: ASRConfig,
     config: TrainConfig,
@@ -338,9 +351,17 @@ def train(
     if teacher is not None:
         teacher = copy.deepcopy(teacher).to(device).eval().requires_grad_(False)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    data_fingerprint = training_set_fingerprint(train_set)
     if payload is not None:
-        optimiser.load_state_dict(payload["optimiser"])
         state = payload["train_state"]
+        if state.get("train_set", data_fingerprint) != data_fingerprint:
+            raise ValueError(
+                f"{last_path} was trained on another training set ({state['train_set']}) than the "
+                f"one given now ({data_fingerprint}); resume with the same manifests (with the "
+                "default corpus: the same splits, e.g. train_flite needs Flite), or start a new "
+                "run directory with --init-from"
+            )
+        optimiser.load_state_dict(payload["optimiser"])
         update, epoch, position = state["update"], state["epoch"], state["position"]
         best_wer = state["best_dev_wer"]
         torch.set_rng_state(payload["rng_state"])
@@ -368,7 +389,8 @@ def train(
             info,
             extra={
                 "optimiser": optimiser.state_dict(),
-                "train_state": {"update": update, "epoch": epoch, "position": position, "best_dev_wer": best_wer},
+                "train_state": {"update": update, "epoch": epoch, "position": position,
+                                "best_dev_wer": best_wer, "train_set": data_fingerprint},
                 "rng_state": torch.get_rng_state(),
                 "cuda_rng_state": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                 "augment_rng_state": generator.get_state(),

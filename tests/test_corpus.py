@@ -360,14 +360,18 @@ def test_festival_splits_without_festival_say_what_to_install(tmp_path, monkeypa
 
 
 def test_flite_splits_without_flite_say_what_to_install_and_are_skipped(tmp_path, monkeypatch, caplog) -> None:
-    from asr.corpus.build import _requested_splits
+    from asr.corpus.build import _makeable, corpus_key
 
     monkeypatch.setattr("asr.corpus.build.flite_available", lambda: False)
     with pytest.raises(FileNotFoundError, match=r"'train_flite' is spoken by Flite.*apt-get install flite"):
         ensure_corpus(CorpusConfig.tiny(), tmp_path, splits=("dev", "train_flite"))
     assert os.listdir(tmp_path) == []
-    assert "train_flite" not in _requested_splits(None)
+    assert _makeable(["dev", "train_flite"], named=False) == ["dev"]  # every split asked for: skipped
     assert "Flite is not installed: skipping train_flite (apt-get install flite)" in caplog.text
+    made = tmp_path / corpus_key(CorpusConfig.tiny()) / "train_flite.jsonl"  # made elsewhere, copied here
+    made.parent.mkdir()
+    made.write_text("")
+    assert ensure_corpus(CorpusConfig.tiny(), tmp_path, splits=("train_flite",)).manifest("train_flite") == made
 
 
 def test_flite_refuses_the_voices_that_cross_synth_speaks_with() -> None:

@@ -7,7 +7,7 @@ from asr.corpus import CorpusPaths
 from asr.default import training_manifests
 
 
-def test_training_data_adds_flite_only_where_it_is_installed(monkeypatch, caplog):
+def test_training_data_adds_flite_where_it_is_installed_or_already_made(monkeypatch, caplog, tmp_path):
     asked = []
 
     def fake_ensure_corpus(progress=None, splits=None):
@@ -20,5 +20,9 @@ def test_training_data_adds_flite_only_where_it_is_installed(monkeypatch, caplog
     monkeypatch.setattr("asr.corpus.flite.flite_available", lambda: False)
     with caplog.at_level(logging.WARNING):
         assert training_manifests() == [Path("/corpus/train.jsonl")]
-    assert asked == [("train", "train_flite"), ("train",)]
-    assert "Flite is not installed: training on espeak-ng's voices only (apt-get install flite)" in caplog.text
+    assert asked == [("train",), ("train", "train_flite"), ("train",), ("train",)]
+    assert "Flite is not installed: training without train_flite" in caplog.text
+    made = tmp_path / "train_flite.jsonl"  # made where Flite was installed, then copied here
+    made.write_text("")
+    monkeypatch.setattr("asr.corpus.ensure_corpus", lambda progress=None, splits=None: CorpusPaths(tmp_path))
+    assert training_manifests() == [tmp_path / "train.jsonl", made]

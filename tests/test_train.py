@@ -65,6 +65,14 @@ def test_resume_with_other_model_config_is_refused(data, tmp_path):
         train(other, _config(), data, data, tmp_path)
 
 
+def test_resume_with_another_training_set_is_refused(data, tmp_path):
+    train(PRESETS["tiny"], _config(), data[:8], data, tmp_path, stop_at_update=3)
+    with pytest.raises(ValueError, match=r"another training set \(8 utterances, sha256 \w+\) than the one "
+                                         r"given now \(10 utterances"):
+        train(PRESETS["tiny"], _config(), data[:10], data, tmp_path)
+    assert train(PRESETS["tiny"], _config(), data[:8], data, tmp_path).updates == 6  # the same set resumes
+
+
 def test_learning_rate_schedule():
     config = TrainConfig(max_updates=100, warmup_updates=10, decay_start=0.5, final_lr_fraction=0.1)
     assert learning_rate(config, 0) == pytest.approx(1e-4)

@@ -1,4 +1,7 @@
-"""Speech corpora: the default synthetic corpus (espeak-ng) and LibriSpeech manifests.
+"""Speech corpora: the default synthetic corpus (espeak-ng, Flite, Festival) and LibriSpeech manifests.
+
+espeak-ng speaks most of it; Flite, where installed, a second training split
+(``train_flite``); Festival, where installed, the held-out ``cross_synth`` evaluation split.
 
 Importing this package needs neither espeak-ng nor wordfreq; they are loaded only when a
 corpus is generated (the optional ``corpus`` extra; espeak-ng is GPL-3.0).

@@ -3,7 +3,7 @@
 Layout of a corpus (``<cache>/<key>``)::
 
     corpus.json               config, library versions and statistics of the finished splits
-    train.jsonl dev.jsonl test.jsonl unseen.jsonl    manifests (see asr.manifest)
+    train.jsonl dev.jsonl test.jsonl …   manifests (see asr.manifest), one per split
     train/train-000000.flac … 16 kHz mono 16-bit audio
     .train.lock …             one lock file per split, held while the split is generated
 
@@ -223,18 +223,10 @@ def _missing_program(split: str) -> tuple[str, str] | None:
 
 
 def _requested_splits(splits: Sequence[str] | None) -> tuple[str, ...]:
-    """``splits`` checked and put in :data:`SPLITS` order (the order their locks are taken).
-
-    None means every split that can be made here: those spoken by Festival or Flite only
-    where that program is installed. Naming one without its program raises, saying what to
-    install.
-    """
+    """``splits`` checked and put in :data:`SPLITS` order (the order their locks are taken);
+    None means all of them."""
     if splits is None:
-        missing = {split: _missing_program(split) for split in SPLITS}
-        for split, program in missing.items():
-            if program is not None:
-                logger.warning("%s is not installed: skipping %s (%s)", program[0], split, program[1])
-        return tuple(split for split in SPLITS if missing[split] is None)
+        return SPLITS
     if isinstance(splits, str):
         raise TypeError(
             f"splits must be a sequence of split names, not a string; got {splits!r}: "
@@ -248,14 +240,29 @@ def _requested_splits(splits: Sequence[str] | None) -> tuple[str, ...]:
         )
     if not splits:
         raise ValueError(f"splits is empty; name some of {', '.join(SPLITS)}, or None for all")
-    for split in splits:
+    return tuple(split for split in SPLITS if split in splits)
+
+
+def _makeable(missing: Sequence[str], named: bool) -> list[str]:
+    """The ``missing`` splits whose synthesiser is installed here.
+
+    A split spoken by Festival or Flite without that program installed is skipped with a
+    warning when the caller asked for every split (``named`` false), and raises, saying what
+    to install, when the caller named it. Splits already made need no program.
+    """
+    makeable = []
+    for split in missing:
         program = _missing_program(split)
-        if program is not None:
+        if program is None:
+            makeable.append(split)
+        elif named:
             raise FileNotFoundError(
                 f"split {split!r} is spoken by {program[0]}, which is not installed here: "
                 f"{program[1]}"
             )
-    return tuple(split for split in SPLITS if split in splits)
+        else:
+            logger.warning("%s is not installed: skipping %s (%s)", program[0], split, program[1])
+    return makeable
 
 
 @contextlib.contextmanager
@@ -309,7 +316,8 @@ def ensure_corpus(
         cache_dir: folder holding corpora; :func:`default_cache_dir` if None.
         progress: called as ``progress(done, total)`` in utterances while generating.
         workers: synthesis processes; the number of usable CPU cores if None.
-        splits: the splits needed, from :data:`SPLITS`; all of them if None.
+        splits: the splits needed, from :data:`SPLITS`; all of them if None, less those
+            spoken by a program not installed here (skipped with a warning).
 
     Returns:
         The corpus's paths; the manifests of the requested splits exist and are complete
@@ -321,15 +329,17 @@ def ensure_corpus(
         TypeError: if ``splits`` is a string rather than a sequence of names.
         ImportError: if the ``corpus`` extra (espeakng-loader, wordfreq, praat-parselmouth)
             is missing.
-        FileNotFoundError: if ``splits`` names ``cross_synth`` without Festival installed, or
-            ``train_flite`` without Flite.
+        FileNotFoundError: if ``splits`` names ``cross_synth`` while it is not made yet and
+            Festival is not installed, or ``train_flite`` likewise without Flite.
     """
     config = CorpusConfig() if config is None else config
     requested = _requested_splits(splits)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     key = corpus_key(config)
     paths = CorpusPaths(cache / key)
-    missing = [split for split in requested if not paths.manifest(split).is_file()]
+    missing = _makeable(
+        [split for split in requested if not paths.manifest(split).is_file()], splits is not None
+    )
     if not missing:
         return paths
     workers = len(os.sched_getaffinity(0)) if workers is None else workers

@@ -69,7 +69,10 @@ def flite_available() -> bool:
     """True if the ``flite`` program is installed with every voice of :data:`FLITE_VOICES`."""
     if shutil.which("flite") is None:
         return False
-    done = subprocess.run(["flite", "-lv"], capture_output=True, text=True, check=False)
+    try:
+        done = subprocess.run(["flite", "-lv"], capture_output=True, text=True, check=False, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):  # a broken install counts as none
+        return False
     listed = set(done.stdout.replace(":", " ").split())
     return set(FLITE_VOICES) <= listed
 

@@ -9,7 +9,9 @@
 # 1. unpacks the bundled wheels into /tmp/site (the image lacks the corpus extra and a few
 #    light packages; it has torch, numpy and scipy);
 # 2. synthesises the default corpus' train and dev splits on every core (the evaluation splits
-#    are made and scored back here, on the CPU, like every other figure);
+#    are made and scored back here, on the CPU, like every other figure); the image has no
+#    Flite, so train_flite is not made there and training hears espeak-ng's voices only
+#    (train-asr says so in the log);
 # 3. trains with `shrinkml train-asr --minutes M` (asr/timebox.py: the first updates are timed,
 #    then the schedule is sized so the learning-rate decay ends on time), M being what is left
 #    of TOTAL_SECONDS after steps 1-2 less a reserve for packaging and the copy back;
