@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile
+
+from asr.corpus.external import read_written_wave
 
 __all__ = [
     "FESTIVAL_INSTALL_HINT",
@@ -100,19 +101,7 @@ def synthesize_festival(
         done = subprocess.run(
             ["festival", "--batch", str(script)], capture_output=True, text=True, check=False
         )
-        waveforms = []
-        for i in range(len(texts)):
-            path = Path(folder) / f"{i}.wav"
-            if done.returncode != 0 or not path.is_file():
-                raise RuntimeError(
-                    f"festival failed on {texts[i]!r} (exit {done.returncode}): "
-                    f"{done.stderr.strip()[-500:]}"
-                )
-            samples, rate = soundfile.read(path, dtype="float32")
-            if rate != sample_rate or samples.ndim != 1 or samples.size == 0:
-                raise RuntimeError(
-                    f"festival wrote {samples.shape} samples at {rate} Hz for {texts[i]!r}; "
-                    f"expected mono audio at {sample_rate} Hz"
-                )
-            waveforms.append(samples)
-    return waveforms
+        return [
+            read_written_wave("festival", done, Path(folder) / f"{i}.wav", text, sample_rate)
+            for i, text in enumerate(texts)
+        ]

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile
+
+from asr.corpus.external import read_written_wave
 
 __all__ = [
     "FLITE_INSTALL_HINT",
@@ -109,14 +110,4 @@ def synthesize_flite(text: str, voice: FliteVoice, sample_rate: int) -> np.ndarr
             ["flite", "-voice", voice.voice, "-t", text, "-o", str(path), *settings],
             capture_output=True, text=True, check=False,
         )
-        if done.returncode != 0 or not path.is_file():
-            raise RuntimeError(
-                f"flite failed on {text!r} (exit {done.returncode}): {done.stderr.strip()[-500:]}"
-            )
-        samples, rate = soundfile.read(path, dtype="float32")
-    if rate != sample_rate or samples.ndim != 1 or samples.size == 0:
-        raise RuntimeError(
-            f"flite wrote {samples.shape} samples at {rate} Hz for {text!r}; expected mono "
-            f"audio at {sample_rate} Hz"
-        )
-    return samples
+        return read_written_wave("flite", done, path, text, sample_rate)
