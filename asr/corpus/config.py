@@ -47,7 +47,7 @@ class CorpusConfig:
     offsets and levels, and 60% of training utterances augmented; dev, test and unseen hold
     1,500 clean utterances each, ``trimmed`` 1,000 clean ones with no silence around the
     speech, and ``cross_synth`` 1,000 spoken by Festival (never used in training).
-    ``train_flite`` adds 4,000 training utterances (about 4.6 h) spoken by Flite's three
+    ``train_flite`` adds 4,000 training utterances (about 5.5 h) spoken by Flite's three
     voices, shaped and augmented as ``train``.
     """
 

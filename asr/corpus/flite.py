@@ -82,7 +82,10 @@ def flite_version() -> str:
     """Flite's version line, or ``"missing"``."""
     if shutil.which("flite") is None:
         return "missing"
-    done = subprocess.run(["flite", "--version"], capture_output=True, text=True, check=False)
+    try:
+        done = subprocess.run(["flite", "--version"], capture_output=True, text=True, check=False, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):  # recorded in corpus.json; never fatal there
+        return "unknown"
     lines = [line.strip() for line in done.stdout.splitlines() if "version" in line]
     return lines[0] if lines else "unknown"
 

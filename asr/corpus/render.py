@@ -127,16 +127,9 @@ def render(task: Task) -> list[tuple[str, float, dict]]:
 def record(item: Item, root: Path, audio_format: str, duration: float, details: dict) -> Utterance:
     """The manifest line of a rendered item."""
     voice = item.voice
-    if isinstance(voice, FestivalVoice):
+    if isinstance(voice, (FestivalVoice, FliteVoice)):
         described: dict[str, Any] = {
-            "synthesiser": "festival",
-            "voice": voice.voice,
-            "stretch": voice.stretch,
-            "pitch_mean_hz": voice.pitch_mean_hz,
-        }
-    elif isinstance(voice, FliteVoice):
-        described = {
-            "synthesiser": "flite",
+            "synthesiser": "festival" if isinstance(voice, FestivalVoice) else "flite",
             "voice": voice.voice,
             "stretch": voice.stretch,
             "pitch_mean_hz": voice.pitch_mean_hz,
