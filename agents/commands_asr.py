@@ -102,6 +102,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _train_asr(args: argparse.Namespace) -> int:
+    from asr import distributed
+
+    rank, world, device = distributed.init_from_environment(args.device)
+    try:
+        return _train_asr_process(args, rank, world, device)
+    finally:
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _train_asr_process(args: argparse.Namespace, rank: int, world: int, device: str) -> int:
+    """One process of a training run: the only one, or one of ``world`` under torchrun."""
+    from asr import distributed
     from asr.default import split_manifest, training_manifests
     from asr.features import SpecAugmentConfig
     from asr.manifest import read_manifest
@@ -126,7 +141,7 @@ def _train_asr(args: argparse.Namespace) -> int:
         specaugment=None if args.no_specaugment else SpecAugmentConfig(),
         seed=args.seed,
         threads=args.threads,
-        device=args.device,
+        device=device,
     )
     init_from = None
     if args.init_from is not None:
@@ -136,12 +151,16 @@ def _train_asr(args: argparse.Namespace) -> int:
         if init_from.config != model_config:
             raise ValueError(f"--init-from {args.init_from} holds a model of another config than preset "
                              f"{args.preset!r}; give the preset (and --ctc-weight) it was trained with")
+    if rank > 0:  # rank 0 makes the default corpus if it is missing; the others then read it
+        distributed.barrier()
     train_paths = args.train_manifest or training_manifests(_progress_bar("synthesising corpus", "utt"))
     resolved = [path.resolve() for path in train_paths]
     if len(set(resolved)) != len(resolved):
         raise ValueError(f"--train-manifest names a manifest twice in {[str(p) for p in train_paths]}; "
                          "give each once (to weight one more, write a manifest that repeats its lines)")
     dev_path = args.dev_manifest or split_manifest("dev")
+    if rank == 0:
+        distributed.barrier()
     train_sets = [read_manifest(path, check_audio=False) for path in train_paths]
     dev_set = read_manifest(dev_path, check_audio=False)
     for m in (*train_sets, dev_set):
@@ -150,7 +169,7 @@ def _train_asr(args: argparse.Namespace) -> int:
     train_utterances = [u for m in train_sets for u in m.utterances]
     common = dict(
         progress=_progress_bar("training", "upd"),
-        meta={"command": " ".join(sys.argv), "train_manifests": [str(p) for p in train_paths],
+        meta={"command": " ".join(sys.argv), "processes": world, "train_manifests": [str(p) for p in train_paths],
               "train_utterances": len(train_utterances),
               **({} if args.init_from is None else {"init_from": str(args.init_from)})},
         init_from=init_from,
@@ -162,8 +181,9 @@ def _train_asr(args: argparse.Namespace) -> int:
 
         result, plan = train_in_minutes(model_config, config, train_utterances, dev_set.utterances,
                                         args.run_dir, TimeBox(args.minutes), **common)
-        print(f"timed {plan.timed_updates} updates at {plan.seconds_per_update:.3f} s each; "
-              f"schedule: {plan.max_updates} updates (plan in {args.run_dir / 'timebox.json'})")
+        if rank == 0:
+            print(f"timed {plan.timed_updates} updates at {plan.seconds_per_update:.3f} s each; "
+                  f"schedule: {plan.max_updates} updates (plan in {args.run_dir / 'timebox.json'})")
     else:
         result = train(
             model_config, config, train_utterances, dev_set.utterances, args.run_dir,
@@ -171,10 +191,11 @@ def _train_asr(args: argparse.Namespace) -> int:
             stop_after_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes,
             **common,
         )
-    print(
-        f"{result.updates} updates; best dev WER {result.best_dev_wer:.4f}; "
-        f"best: {result.best_checkpoint}; last: {result.last_checkpoint}"
-    )
+    if rank == 0:
+        print(
+            f"{result.updates} updates; best dev WER {result.best_dev_wer:.4f}; "
+            f"best: {result.best_checkpoint}; last: {result.last_checkpoint}"
+        )
     return 0
 
 

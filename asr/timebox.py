@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from asr.distributed import broadcast_object, rank_and_world
 from asr.manifest import Utterance
 from asr.model import ASRConfig
 from asr.train import TrainConfig, TrainResult, train
@@ -122,6 +123,7 @@ def train_in_minutes(
     per_update = statistics.median(intervals[:-1] or intervals)  # the last one holds the evaluation
     eval_seconds = max(intervals[-1] - per_update, 0.0)
     seconds_left = box_seconds - (time.perf_counter() - started)
+    rank, world = rank_and_world()
     plan = TimeBoxPlan(
         timed_updates=len(stamps),
         seconds_per_update=per_update,
@@ -130,6 +132,8 @@ def train_in_minutes(
         max_updates=plan_updates(timing.updates, per_update, eval_seconds, seconds_left,
                                  config.eval_every, box.margin),
     )
+    if world > 1:  # rank 0 timed the updates (its clock also decides when to stop)
+        plan = broadcast_object(plan)
     result = train(model_config, replace(config, max_updates=plan.max_updates), train_set, dev_set,
                    run_dir, progress=progress, stop_after_seconds=max(seconds_left, 0.0), **train_kwargs)
     record = {
@@ -142,5 +146,6 @@ def train_in_minutes(
         "device": config.device,
         "cuda": torch.cuda.get_device_name(torch.device(config.device)) if config.device.startswith("cuda") else None,
     }
-    atomic_write_text(Path(run_dir) / "timebox.json", json.dumps(record, indent=1) + "\n")
+    if rank == 0:
+        atomic_write_text(Path(run_dir) / "timebox.json", json.dumps(record, indent=1) + "\n")
     return result, plan

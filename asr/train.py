@@ -29,9 +29,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from asr import distributed
 from asr.audio import SAMPLE_RATE
 from asr.checkpoint import is_factorised, load_checkpoint, read_checkpoint, save_model
-from asr.data import duration_batches, load_batch, prepare_feature_batches
+from asr.data import Batch, duration_batches, load_batch, prepare_feature_batches
+from asr.distributed import Shares
 from asr.evaluate import evaluate_batches
 from asr.features import LogMelFrontend, SpecAugmentConfig, normalise_utterances, spec_augment
 from asr.manifest import Utterance
@@ -139,16 +141,26 @@ def joint_loss(
     teacher: ASRModel | None = None,
     distill_weight: float = 0.0,
     temperature: float = 1.0,
+    shares: Shares | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """``(1 - w) · attention CE + w · CTC`` with ``w = model.config.ctc_weight``; with a
     ``teacher`` and ``distill_weight`` ``d > 0``: ``(1 - d) ·`` that ``+ d · T² ·
-    KL(teacher ‖ model)`` per reference token (temperature ``T``)."""
+    KL(teacher ‖ model)`` per reference token (temperature ``T``).
+
+    ``shares``: this process's part of a batch split over processes (:mod:`asr.distributed`);
+    the per-token terms are scaled by its token share and CTC by its utterance share, so the
+    processes' losses sum to the whole batch's. The stats are this part's, unscaled.
+    """
     logits, encoded, lengths = model(features, frames, targets)
-    loss, stats = _reference_loss(model, logits, encoded, lengths, targets, target_lengths, label_smoothing)
+    loss, stats = _reference_loss(model, logits, encoded, lengths, targets, target_lengths, label_smoothing,
+                                  shares)
     if teacher is None or distill_weight == 0:
         return loss, stats
     distill = distillation_loss(teacher, logits, features, frames, targets, temperature)
     stats["distill_loss"] = distill.item()
+    if shares is not None:
+        stats["loss"] = (1 - distill_weight) * stats["loss"] + distill_weight * stats["distill_loss"]
+        distill = distill * shares.tokens
     return (1 - distill_weight) * loss + distill_weight * distill, stats
 
 
@@ -160,6 +172,7 @@ def _reference_loss(
     targets: torch.Tensor,
     target_lengths: torch.Tensor,
     label_smoothing: float,
+    shares: Shares | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     gold = targets[:, 1:]
     attention = F.cross_entropy(
@@ -170,6 +183,9 @@ def _reference_loss(
     )
     weight = model.config.ctc_weight
     stats = {"attention_loss": attention.item()}
+    if shares is not None:
+        stats["loss"] = stats["attention_loss"]  # unscaled: this part's own loss
+        attention = attention * shares.tokens
     if weight == 0:
         return attention, stats
     log_probs = model.ctc_log_probs(encoded).transpose(0, 1)  # (T', B, V)
@@ -184,6 +200,9 @@ def _reference_loss(
         zero_infinity=True,
     )
     stats["ctc_loss"] = ctc.item()
+    if shares is not None:
+        stats["loss"] = (1 - weight) * stats["attention_loss"] + weight * stats["ctc_loss"]
+        ctc = ctc * shares.utterances
     return (1 - weight) * attention + weight * ctc, stats
 
 
@@ -316,6 +335,7 @@ def train(
             "distill_weight > 0; pass both or neither"
         )
     started = time.perf_counter()
+    rank, world = distributed.rank_and_world()
     tokenizer = tokenizer or CharTokenizer()
     if model_config.vocab_size != tokenizer.vocab_size:
         raise ValueError(
@@ -348,6 +368,8 @@ def train(
         model.load_state_dict(payload["state_dict"])
     device = check_device(config.device)
     model = model.to(device)
+    if world > 1:
+        distributed.broadcast_parameters(model)
     if teacher is not None:
         teacher = copy.deepcopy(teacher).to(device).eval().requires_grad_(False)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
@@ -371,11 +393,25 @@ def train(
     else:
         resumed_generator_state = None
     frontend = LogMelFrontend().to(device)
-    dev_batches = prepare_feature_batches(list(dev_set)[: config.dev_utterances], frontend, tokenizer)
+    # Rank 0 alone evaluates and writes (asr.distributed); the others only train.
+    dev_batches = prepare_feature_batches(list(dev_set)[: config.dev_utterances], frontend, tokenizer) if rank == 0 else []
     generator = torch.Generator().manual_seed(config.seed)
     if resumed_generator_state is not None:
         generator.set_state(resumed_generator_state)
+    if rank > 0:  # its own dropout and augmentation draws, reproducible from where it starts
+        rank_seed = (config.seed * 1_000_003 + rank) * 1_000_003 + update
+        torch.manual_seed(rank_seed)
+        generator.manual_seed(rank_seed)
     base_meta = {"train_config": config.to_dict(), "sample_rate": SAMPLE_RATE, **(meta or {})}
+
+    def load(indices: list[int]) -> Batch | None:
+        mine = distributed.shard(indices, rank, world)
+        return load_batch([train_set[i] for i in mine], tokenizer) if mine else None
+
+    def batch_shares(indices: list[int]) -> Shares | None:
+        if world == 1:
+            return None
+        return distributed.shares([len(tokenizer.encode(train_set[i].text)) + 1 for i in indices], rank, world)
 
     def save(kind: str, dev_wer: float) -> None:
         info = {**base_meta, "updates": update, "dev_wer": dev_wer, "best_dev_wer": best_wer}
@@ -406,39 +442,53 @@ def train(
         while update < end:
             short = update < config.curriculum_updates
             batches = _epoch_batches(train_set, config, epoch, short)
-            upcoming = loader.submit(load_batch, [train_set[i] for i in batches[position]], tokenizer)
+            upcoming = loader.submit(load, batches[position])
             while update < end:
                 batch = upcoming.result()
+                part = batch_shares(batches[position])
                 if position + 1 < len(batches):  # read the next batch while this one trains
-                    upcoming = loader.submit(load_batch, [train_set[i] for i in batches[position + 1]], tokenizer)
-                features, frames = frontend(batch.waveforms.to(device), batch.samples.to(device))
-                features = normalise_utterances(features, frames)
-                if config.specaugment is not None:
-                    features = spec_augment(features, frames, config.specaugment, generator)
+                    upcoming = loader.submit(load, batches[position + 1])
                 lr = learning_rate(config, update)
                 for group in optimiser.param_groups:
                     group["lr"] = lr
-                loss, stats = joint_loss(
-                    model, features, frames, batch.targets.to(device), batch.target_lengths.to(device),
-                    config.label_smoothing, teacher, config.distill_weight, config.distill_temperature,
-                )
                 optimiser.zero_grad(set_to_none=True)
-                loss.backward()
+                stats: dict[str, float] = {}
+                if batch is not None:  # None: a short batch left this process nothing
+                    features, frames = frontend(batch.waveforms.to(device), batch.samples.to(device))
+                    features = normalise_utterances(features, frames)
+                    if config.specaugment is not None:
+                        features = spec_augment(features, frames, config.specaugment, generator)
+                    loss, stats = joint_loss(
+                        model, features, frames, batch.targets.to(device), batch.target_lengths.to(device),
+                        config.label_smoothing, teacher, config.distill_weight, config.distill_temperature,
+                        part,
+                    )
+                    loss.backward()
+                    stats.setdefault("loss", loss.item())
+                if world > 1:  # sum the parts' gradients; rank 0's clock decides for everyone
+                    time_up = distributed.sum_gradients(
+                        model.parameters(), float(rank == 0 and time.perf_counter() >= deadline)) > 0
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 optimiser.step()
                 update += 1
                 position += 1
-                stats.update(loss=loss.item(), grad_norm=grad_norm.item(), lr=lr)
+                if world == 1:
+                    time_up = time.perf_counter() >= deadline
+                stats.update(grad_norm=grad_norm.item(), lr=lr)
                 # An epoch ends with its batches, or early when the short-utterance curriculum
                 # ends; the position saved below then already points at the next epoch, so a
                 # resumed run draws the same batches as an uninterrupted one.
                 epoch_ended = position >= len(batches) or (short and update >= config.curriculum_updates)
                 if epoch_ended:
                     epoch, position = epoch + 1, 0
-                out_of_time = time.perf_counter() >= deadline and update < end
+                out_of_time = time_up and update < end
                 if out_of_time:
                     end = update  # stop here, resumably, and score what the last stretch gave
                 evaluate_now = update % config.eval_every == 0 or update == config.max_updates or out_of_time
+                if rank > 0:
+                    if epoch_ended:
+                        break
+                    continue
                 if update == end and not evaluate_now and update < config.max_updates:
                     save("last", math.nan)  # interrupted between evaluations: keep the place
                 if evaluate_now:
