@@ -151,16 +151,13 @@ def _train_asr_process(args: argparse.Namespace, rank: int, world: int, device: 
         if init_from.config != model_config:
             raise ValueError(f"--init-from {args.init_from} holds a model of another config than preset "
                              f"{args.preset!r}; give the preset (and --ctc-weight) it was trained with")
-    if rank > 0:  # rank 0 makes the default corpus if it is missing; the others then read it
-        distributed.barrier()
-    train_paths = args.train_manifest or training_manifests(_progress_bar("synthesising corpus", "utt"))
+    with distributed.rank_zero_first():  # rank 0 makes the default corpus if it is missing
+        train_paths = args.train_manifest or training_manifests(_progress_bar("synthesising corpus", "utt"))
+        dev_path = args.dev_manifest or split_manifest("dev")
     resolved = [path.resolve() for path in train_paths]
     if len(set(resolved)) != len(resolved):
         raise ValueError(f"--train-manifest names a manifest twice in {[str(p) for p in train_paths]}; "
                          "give each once (to weight one more, write a manifest that repeats its lines)")
-    dev_path = args.dev_manifest or split_manifest("dev")
-    if rank == 0:
-        distributed.barrier()
     train_sets = [read_manifest(path, check_audio=False) for path in train_paths]
     dev_set = read_manifest(dev_path, check_audio=False)
     for m in (*train_sets, dev_set):

@@ -138,6 +138,21 @@ def _teacher(teacher: Path | None, source: Path):
 
 
 def _finetune(args: argparse.Namespace) -> int:
+    from asr import distributed
+
+    rank, world, args.device = distributed.init_from_environment(args.device)
+    try:
+        return _finetune_process(args, rank)
+    finally:
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _finetune_process(args: argparse.Namespace, rank: int) -> int:
+    """One process of a fine-tuning run: the only one, or one of several under torchrun."""
+    from asr import distributed
     from asr.checkpoint import load_checkpoint
     from asr.finetune import finetune, resolve_source
 
@@ -150,13 +165,16 @@ def _finetune(args: argparse.Namespace) -> int:
     name = args.source.name if args.source.is_dir() else source.stem
     length = f"{config.epochs:g}ep" if config.epochs is not None else f"{config.updates}upd"
     out = args.out or Path("runs/finetune") / f"{name}-{length}"
-    test = _utterances(args.test_manifest, "test")[: args.test_utterances]
+    with distributed.rank_zero_first():  # rank 0 makes the default corpus if it is missing
+        test = _utterances(args.test_manifest, "test")[: args.test_utterances]
+        train_set, dev_set = _utterances(args.train_manifest, "train"), _utterances(args.dev_manifest, "dev")
     teacher = _teacher(args.teacher, args.source) if config.distill_weight > 0 else None
     result = finetune(
-        model, tokenizer, config, _utterances(args.train_manifest, "train"), _utterances(args.dev_manifest, "dev"),
-        test, out, source=str(source), progress=None if args.json else _progress("fine-tuning"),
+        model, tokenizer, config, train_set, dev_set, test, out, source=str(source), progress=None if args.json else _progress("fine-tuning"),
         stop_at_update=args.stop_at, teacher=teacher,
     )
+    if rank > 0:
+        return 0
     if args.json:
         print(json.dumps(result.to_dict()))
         return 0

@@ -28,7 +28,8 @@ communication; this module only decides what is communicated.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -42,6 +43,7 @@ __all__ = [
     "broadcast_parameters",
     "init_from_environment",
     "rank_and_world",
+    "rank_zero_first",
     "shard",
     "shares",
     "sum_gradients",
@@ -138,4 +140,16 @@ def broadcast_object(obj: Any) -> Any:
 def barrier() -> None:
     """Wait for every process (nothing without a process group)."""
     if rank_and_world()[1] > 1:
+        dist.barrier()
+
+
+@contextmanager
+def rank_zero_first() -> Iterator[None]:
+    """Run the block on rank 0 before the other processes run it (e.g. rank 0 generates the
+    default corpus, the others then find it made)."""
+    rank, world = rank_and_world()
+    if rank > 0:
+        dist.barrier()
+    yield
+    if rank == 0 and world > 1:
         dist.barrier()

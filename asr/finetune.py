@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from asr import distributed
 from asr.checkpoint import load_checkpoint, save_model
 from asr.data import duration_batches, prepare_feature_batches
 from asr.evaluate import evaluate_batches, on_device
@@ -306,19 +307,25 @@ def finetune(
             raise ValueError(f"fine-tuning needs {name} utterances; got none")
     started = time.perf_counter()
     run_dir = Path(run_dir)
-    _prepare_run_dir(run_dir, config, model, source)
+    # Under torchrun (asr.distributed) every process trains; rank 0 alone decodes and writes.
+    rank, _ = distributed.rank_and_world()
     durations = [u.duration for u in train_set]
     per_epoch = len(duration_batches(durations, config.max_batch_seconds, config.max_batch_size, shuffle=False))
     total = config.total_updates(per_epoch)
-    test_batches = prepare_feature_batches(list(test_set), LogMelFrontend(), tokenizer)
-    dev_batches = prepare_feature_batches(list(dev_set)[: config.dev_utterances], LogMelFrontend(), tokenizer)
-    before = _read_json(run_dir / "before.json")
-    if before is None:
-        moved = on_device(model, config.device)
-        before = {"dev_wer": evaluate_batches(moved, tokenizer, dev_batches).wer,
-                  "test_wer": evaluate_batches(moved, tokenizer, test_batches).wer}
-        del moved
-        _write_json(run_dir / "before.json", before)
+    if rank == 0:
+        _prepare_run_dir(run_dir, config, model, source)
+        test_batches = prepare_feature_batches(list(test_set), LogMelFrontend(), tokenizer)
+        before = _read_json(run_dir / "before.json")
+        if before is None:
+            dev_batches = prepare_feature_batches(list(dev_set)[: config.dev_utterances], LogMelFrontend(), tokenizer)
+            moved = on_device(model, config.device)
+            before = {"dev_wer": evaluate_batches(moved, tokenizer, dev_batches).wer,
+                      "test_wer": evaluate_batches(moved, tokenizer, test_batches).wer}
+            del moved
+            _write_json(run_dir / "before.json", before)
+    distributed.barrier()
+    if rank > 0:
+        before = _read_json(run_dir / "before.json")
     outcome = train(
         model.config, config.train_config(total), train_set, dev_set, run_dir,
         tokenizer=tokenizer, progress=progress, init_from=model, stop_at_update=stop_at_update,
@@ -331,7 +338,7 @@ def finetune(
         compressible_parameters=now, dense_compressible_parameters=dense, ranks=factorised_ranks(model),
         model_file=None, seconds=time.perf_counter() - started,
     )
-    if outcome.updates < total:
+    if outcome.updates < total or rank > 0:
         return result
     best, _, meta = load_checkpoint(outcome.best_checkpoint)
     test_wer = evaluate_batches(on_device(best, config.device), tokenizer, test_batches).wer

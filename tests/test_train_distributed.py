@@ -2,7 +2,12 @@
 gloo processes train to the same weights as one process."""
 
 import dataclasses
+import json
+import os
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +18,7 @@ from asr.checkpoint import load_checkpoint
 from asr.data import load_batch
 from asr.distributed import Shares, shard, shares
 from asr.features import LogMelFrontend, normalise_utterances
+from asr.manifest import write_manifest
 from asr.model import PRESETS, ASRModel
 from asr.text import CharTokenizer
 from asr.train import joint_loss, train
@@ -100,3 +106,43 @@ def test_rank_zeros_clock_stops_every_process_at_the_same_update(data, tmp_path)
     mp.spawn(_worker, args=(2, _free_port(), data, tmp_path / "run", 0.0), nprocs=2, join=True)
     _, _, meta = load_checkpoint(tmp_path / "run" / "last.pt")
     assert meta["updates"] == 1
+
+
+def _torchrun(*argv):
+    """``shrinkml ARGV`` in two processes under torchrun (one core each), as a user runs it."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+               "--master-port", str(_free_port()), "-m", "agents.cli", *argv, "--threads", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(command, capture_output=True, text=True, timeout=240, env=env,
+                          cwd=Path(__file__).resolve().parent.parent)
+
+
+def test_train_asr_under_torchrun(data, tmp_path):
+    manifest = tmp_path / "tones.jsonl"
+    write_manifest(manifest, data)
+    done = _torchrun("train-asr", "--preset", "tiny", "--train-manifest", str(manifest), "--dev-manifest",
+                     str(manifest), "--max-updates", "4", "--batch-seconds", "2", "--batch-size", "4",
+                     "--warmup", "1", "--eval-every", "2", "--dev-utterances", "4", "--curriculum-updates", "0",
+                     "--run-dir", str(tmp_path / "run"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("4 updates; best dev WER") == 1  # rank 0 alone reports
+    _, _, meta = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert meta["updates"] == 4 and meta["processes"] == 2
+
+
+def test_finetune_under_torchrun(data, tmp_path):
+    from asr.checkpoint import save_factorised_asr
+    from tests.test_finetune import _factorised
+
+    manifest = tmp_path / "tones.jsonl"
+    write_manifest(manifest, data)
+    save_factorised_asr(tmp_path / "search" / "model.pt", _factorised()[1], CharTokenizer(), {"size_ratio": 0.3})
+    done = _torchrun("finetune", str(tmp_path / "search"), "--updates", "3", "--out", str(tmp_path / "ft"),
+                     "--train-manifest", str(manifest), "--dev-manifest", str(manifest), "--test-manifest",
+                     str(manifest), "--dev-utterances", "2", "--batch-seconds", "2", "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == 1  # rank 0 alone decodes the test set and reports
+    result = json.loads(lines[0])
+    assert result["updates"] == 3 and result["test_wer"] is not None
+    assert (tmp_path / "ft" / "model.pt").is_file()
