@@ -151,9 +151,11 @@ def _train_asr_process(args: argparse.Namespace, rank: int, world: int, device: 
         if init_from.config != model_config:
             raise ValueError(f"--init-from {args.init_from} holds a model of another config than preset "
                              f"{args.preset!r}; give the preset (and --ctc-weight) it was trained with")
-    with distributed.rank_zero_first():  # rank 0 makes the default corpus if it is missing
-        train_paths = args.train_manifest or training_manifests(_progress_bar("synthesising corpus", "utt"))
-        dev_path = args.dev_manifest or split_manifest("dev")
+    # Rank 0 makes the default corpus if it is missing and chooses the data for every process.
+    train_paths, dev_path = distributed.run_on_rank_zero(lambda: (
+        args.train_manifest or training_manifests(_progress_bar("synthesising corpus", "utt")),
+        args.dev_manifest or split_manifest("dev"),
+    ))
     resolved = [path.resolve() for path in train_paths]
     if len(set(resolved)) != len(resolved):
         raise ValueError(f"--train-manifest names a manifest twice in {[str(p) for p in train_paths]}; "

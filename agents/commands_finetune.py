@@ -165,9 +165,12 @@ def _finetune_process(args: argparse.Namespace, rank: int) -> int:
     name = args.source.name if args.source.is_dir() else source.stem
     length = f"{config.epochs:g}ep" if config.epochs is not None else f"{config.updates}upd"
     out = args.out or Path("runs/finetune") / f"{name}-{length}"
-    with distributed.rank_zero_first():  # rank 0 makes the default corpus if it is missing
-        test = _utterances(args.test_manifest, "test")[: args.test_utterances]
-        train_set, dev_set = _utterances(args.train_manifest, "train"), _utterances(args.dev_manifest, "dev")
+    # Rank 0 makes the default corpus if it is missing and chooses the data for every process.
+    test, train_set, dev_set = distributed.run_on_rank_zero(lambda: (
+        _utterances(args.test_manifest, "test")[: args.test_utterances],
+        _utterances(args.train_manifest, "train"),
+        _utterances(args.dev_manifest, "dev"),
+    ))
     teacher = _teacher(args.teacher, args.source) if config.distill_weight > 0 else None
     result = finetune(
         model, tokenizer, config, train_set, dev_set, test, out, source=str(source), progress=None if args.json else _progress("fine-tuning"),

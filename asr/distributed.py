@@ -4,13 +4,18 @@
 process group at once. Every process builds the same global batches (the data order does not
 depend on the number of processes) and takes its own share of each, ``batch[rank::world]``;
 each process scales its loss by its share of the batch's reference tokens (attention and
-distillation terms) and utterances (CTC term), so the summed gradient is the gradient of the
-whole batch's loss, exactly where the model packs its sequences (``pack_in_training``). One
-all-reduce per update sums the gradients, with rank 0's wall-clock "time is up" flag riding on
-the same buffer, so every process clips, steps and stops alike; rank 0 alone evaluates on dev
-and writes checkpoints, history and the time box's plan. Ranks other than 0 draw their own
-dropout and augmentation randomness, seeded from the run's seed, their rank and the update
-they start at, so a resumed run keeps the exact data order but not their random draws.
+distillation terms) and utterances (CTC term), so the summed loss and gradient are the whole
+batch's. Not bit for bit: a part pads its audio and frames to its own longest utterance, not
+the batch's (the STFT reflects at the end of the longest, and the LSTMs see padding unless the
+model packs its sequences), so the summed gradient agrees with one process's closely, and
+exactly only for equal-length utterances with packing and no dropout (tested). One all-reduce
+per update sums the gradients and, on the same buffer, the parts' losses and rank 0's
+wall-clock "time is up" flag, so every process clips, steps and stops alike and the logged
+loss is the batch's; rank 0 alone evaluates on dev and writes checkpoints, history and the
+time box's plan (a :class:`asr.train.TrainResult` on another rank does not know the best dev
+WER). Ranks other than 0 draw their own dropout and augmentation randomness, seeded from the
+run's seed, their rank and the update they start at, so a resumed run keeps the exact data
+order but not their random draws.
 
 On one machine with several cores, ``torchrun --nproc-per-node 2 -m agents.cli train-asr
 --threads 1 …`` runs two single-threaded processes (gloo backend); with GPUs, one process per
@@ -28,9 +33,9 @@ communication; this module only decides what is communicated.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import torch
@@ -43,13 +48,18 @@ __all__ = [
     "broadcast_parameters",
     "init_from_environment",
     "rank_and_world",
-    "rank_zero_first",
+    "run_on_rank_zero",
     "shard",
     "shares",
     "sum_gradients",
 ]
 
 T = TypeVar("T")
+
+# How long a process waits in a collective for the others: rank 0 alone generates a missing
+# default corpus (about 11 minutes on 2 cores, longer on fewer) and decodes dev while the others
+# wait in the next update's all-reduce, so torch's default (10 to 30 minutes) is too short.
+TIMEOUT = timedelta(hours=3)
 
 
 @dataclass(frozen=True)
@@ -85,10 +95,14 @@ def init_from_environment(device: str) -> tuple[int, int, str]:
         if ":" in device:
             raise ValueError(f"device {device!r}: with several processes give 'cuda'; each process "
                              "takes the GPU of its LOCAL_RANK")
-        device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+        local = int(os.environ["LOCAL_RANK"])
+        if local >= torch.cuda.device_count():
+            raise ValueError(f"process LOCAL_RANK={local} has no GPU: torch sees {torch.cuda.device_count()}; "
+                             "start at most one process per GPU (--nproc-per-node)")
+        device = f"cuda:{local}"
         torch.cuda.set_device(torch.device(device))
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo", timeout=TIMEOUT)
     return dist.get_rank(), dist.get_world_size(), device
 
 
@@ -104,30 +118,61 @@ def shares(token_counts: Sequence[int], rank: int, world: int) -> Shares:
     return Shares(tokens=sum(mine) / max(sum(token_counts), 1), utterances=len(mine) / max(len(token_counts), 1))
 
 
-def sum_gradients(parameters: Iterable[torch.nn.Parameter], flag: float = 0.0) -> float:
-    """Sum every parameter's gradient over the process group, in place, in one all-reduce;
-    returns the sum of ``flag`` over the processes. A parameter without a gradient (a process
-    that had no utterances) counts as zeros and is given the sum."""
+def sum_gradients(parameters: Iterable[torch.nn.Parameter], values: Sequence[float] = ()) -> list[float]:
+    """Sum every parameter's gradient over the process group, in place, and ``values`` (a few
+    numbers: a stop flag, a loss) beside them, in one all-reduce; returns the summed values.
+
+    A parameter that no process gave a gradient keeps none (so the optimiser skips it, as a
+    single process would); one that only some processes did (a process whose part of a batch
+    was empty) counts as zeros on the others.
+    """
     params = [p for p in parameters if p.requires_grad]
     if not params:
         raise ValueError("sum_gradients got no trainable parameters")
-    device = params[0].device
+    dtype, device = params[0].dtype, params[0].device
     flat = torch.cat([
-        (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params
-    ] + [torch.tensor([flag], dtype=params[0].dtype, device=device)])
+        *((p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params),
+        torch.tensor([float(p.grad is not None) for p in params], dtype=dtype, device=device),
+        torch.tensor(list(values), dtype=dtype, device=device),
+    ])
     dist.all_reduce(flat)
     offset = 0
-    for p in params:
+    used = flat[-len(params) - len(values) : len(flat) - len(values)].tolist()
+    for p, had in zip(params, used):
         n = p.numel()
-        p.grad = flat[offset : offset + n].view_as(p).clone()
+        p.grad = flat[offset : offset + n].view_as(p).clone() if had > 0 else None
         offset += n
-    return float(flat[-1].item())
+    return flat[len(flat) - len(values) :].tolist()
 
 
 def broadcast_parameters(module: torch.nn.Module) -> None:
     """Give every process rank 0's parameters and buffers."""
     for tensor in [*module.parameters(), *module.buffers()]:
         dist.broadcast(tensor.data, src=0)
+
+
+def run_on_rank_zero(fn: Callable[[], T]) -> T:
+    """``fn()`` run by rank 0 alone, its result given to every process (picklable).
+
+    For work one process should do for all (generating the default corpus, choosing the
+    manifests), so that every process trains on what rank 0 chose. If ``fn`` raises on rank
+    0, the others raise too, naming rank 0's error, rather than waiting for a timeout.
+    """
+    rank, world = rank_and_world()
+    if world == 1:
+        return fn()
+    outcome: list[Any] = [None, None]
+    try:
+        if rank == 0:
+            outcome = [fn(), None]
+    except BaseException as e:
+        outcome = [None, f"{type(e).__name__}: {e}"]
+        dist.broadcast_object_list(outcome, src=0)
+        raise
+    dist.broadcast_object_list(outcome, src=0)
+    if outcome[1] is not None:
+        raise ValueError(f"rank 0 failed while preparing the run: {outcome[1]}")
+    return outcome[0]
 
 
 def broadcast_object(obj: Any) -> Any:
@@ -143,13 +188,3 @@ def barrier() -> None:
         dist.barrier()
 
 
-@contextmanager
-def rank_zero_first() -> Iterator[None]:
-    """Run the block on rank 0 before the other processes run it (e.g. rank 0 generates the
-    default corpus, the others then find it made)."""
-    rank, world = rank_and_world()
-    if rank > 0:
-        dist.barrier()
-    yield
-    if rank == 0 and world > 1:
-        dist.barrier()

@@ -124,15 +124,17 @@ def train_in_minutes(
     eval_seconds = max(intervals[-1] - per_update, 0.0)
     seconds_left = box_seconds - (time.perf_counter() - started)
     rank, world = rank_and_world()
-    plan = TimeBoxPlan(
-        timed_updates=len(stamps),
-        seconds_per_update=per_update,
-        eval_seconds=eval_seconds,
-        seconds_left=seconds_left,
-        max_updates=plan_updates(timing.updates, per_update, eval_seconds, seconds_left,
-                                 config.eval_every, box.margin),
-    )
-    if world > 1:  # rank 0 timed the updates (its clock also decides when to stop)
+    plan = None
+    if rank == 0:  # only rank 0 sees the updates (and its clock decides when every process stops)
+        plan = TimeBoxPlan(
+            timed_updates=len(stamps),
+            seconds_per_update=per_update,
+            eval_seconds=eval_seconds,
+            seconds_left=seconds_left,
+            max_updates=plan_updates(timing.updates, per_update, eval_seconds, seconds_left,
+                                     config.eval_every, box.margin),
+        )
+    if world > 1:
         plan = broadcast_object(plan)
     result = train(model_config, replace(config, max_updates=plan.max_updates), train_set, dev_set,
                    run_dir, progress=progress, stop_after_seconds=max(seconds_left, 0.0), **train_kwargs)

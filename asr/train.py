@@ -149,7 +149,8 @@ def joint_loss(
 
     ``shares``: this process's part of a batch split over processes (:mod:`asr.distributed`);
     the per-token terms are scaled by its token share and CTC by its utterance share, so the
-    processes' losses sum to the whole batch's. The stats are this part's, unscaled.
+    processes' losses sum to the whole batch's (the returned loss is scaled; the per-term
+    stats are this part's own, unscaled).
     """
     logits, encoded, lengths = model(features, frames, targets)
     loss, stats = _reference_loss(model, logits, encoded, lengths, targets, target_lengths, label_smoothing,
@@ -159,7 +160,6 @@ def joint_loss(
     distill = distillation_loss(teacher, logits, features, frames, targets, temperature)
     stats["distill_loss"] = distill.item()
     if shares is not None:
-        stats["loss"] = (1 - distill_weight) * stats["loss"] + distill_weight * stats["distill_loss"]
         distill = distill * shares.tokens
     return (1 - distill_weight) * loss + distill_weight * distill, stats
 
@@ -184,7 +184,6 @@ def _reference_loss(
     weight = model.config.ctc_weight
     stats = {"attention_loss": attention.item()}
     if shares is not None:
-        stats["loss"] = stats["attention_loss"]  # unscaled: this part's own loss
         attention = attention * shares.tokens
     if weight == 0:
         return attention, stats
@@ -201,7 +200,6 @@ def _reference_loss(
     )
     stats["ctc_loss"] = ctc.item()
     if shares is not None:
-        stats["loss"] = (1 - weight) * stats["attention_loss"] + weight * stats["ctc_loss"]
         ctc = ctc * shares.utterances
     return (1 - weight) * attention + weight * ctc, stats
 
@@ -464,10 +462,13 @@ def train(
                         part,
                     )
                     loss.backward()
-                    stats.setdefault("loss", loss.item())
-                if world > 1:  # sum the parts' gradients; rank 0's clock decides for everyone
-                    time_up = distributed.sum_gradients(
-                        model.parameters(), float(rank == 0 and time.perf_counter() >= deadline)) > 0
+                    stats["loss"] = loss.item()
+                if world > 1:  # sum the parts' gradients and losses; rank 0's clock decides for all
+                    part_loss = loss.item() if batch is not None else 0.0  # already scaled by its share
+                    flag, whole_loss = distributed.sum_gradients(
+                        model.parameters(), [float(rank == 0 and time.perf_counter() >= deadline), part_loss])
+                    time_up = flag > 0
+                    stats["loss"] = whole_loss
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 optimiser.step()
                 update += 1

@@ -56,7 +56,8 @@ def _worker(rank: int, world: int, port: int, threads: int, updates: int, skip: 
         train(model.config, config, train_set, dev_set, run_dir, init_from=model, stop_at_update=updates,
               progress=lambda *_: stamps.append(time.perf_counter()))
         if rank == 0:
-            intervals = [b - a for a, b in zip(stamps, stamps[1:])][skip:]
+            # The last interval holds the checkpoint written at the stop: left out too.
+            intervals = [b - a for a, b in zip(stamps, stamps[1:])][skip:-1]
             Path(out).write_text(str(statistics.median(intervals)))
     finally:
         if world > 1:
@@ -83,9 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="one short round per arm")
     args = parser.parse_args(argv)
     if args.quick:
-        apply_quick_defaults(parser, args, {"updates": 6, "skip": 2, "rounds": 1})
-    if args.updates < args.skip + 2 or args.cores < 2 or args.rounds < 1:
-        parser.error(f"need --updates >= --skip + 2, --cores >= 2 and --rounds >= 1; got "
+        apply_quick_defaults(parser, args, {"updates": 7, "skip": 2, "rounds": 1})
+    if args.updates < args.skip + 3 or args.cores < 2 or args.rounds < 1:
+        parser.error(f"need --updates >= --skip + 3, --cores >= 2 and --rounds >= 1; got "
                      f"{args.updates}, {args.skip}, {args.cores}, {args.rounds}")
     arms: dict[str, list[float]] = {"threads": [], "processes": []}
     for _ in range(args.rounds):

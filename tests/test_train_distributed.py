@@ -16,7 +16,7 @@ import torch.multiprocessing as mp
 
 from asr.checkpoint import load_checkpoint
 from asr.data import load_batch
-from asr.distributed import Shares, shard, shares
+from asr.distributed import Shares, run_on_rank_zero, shard, shares, sum_gradients
 from asr.features import LogMelFrontend, normalise_utterances
 from asr.manifest import write_manifest
 from asr.model import PRESETS, ASRModel
@@ -82,6 +82,36 @@ def _worker(rank, world, port, data, run_dir, stop_after_seconds):
         dist.destroy_process_group()
 
 
+def _collectives_worker(rank, world, port, out):
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        used, unused = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(3))
+        used.grad = torch.full((2,), float(rank + 1)) if rank == 0 else None  # rank 1's part was empty
+        sums = sum_gradients([used, unused], [float(rank == 0), 0.5])
+        chosen = run_on_rank_zero(lambda: f"made by rank {dist.get_rank()}")
+        try:
+            run_on_rank_zero(lambda: (_ for _ in ()).throw(ValueError("no such manifest: x.jsonl")))
+            failure = None
+        except ValueError as e:
+            failure = str(e)
+        torch.save({"used": used.grad, "unused": unused.grad, "sums": sums, "chosen": chosen,
+                    "failure": failure}, f"{out}/{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_collectives_sum_gradients_and_values_and_share_rank_zeros_work(tmp_path):
+    mp.spawn(_collectives_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    for rank in range(2):
+        got = torch.load(tmp_path / f"{rank}.pt")
+        torch.testing.assert_close(got["used"], torch.ones(2))  # rank 0's, plus zeros
+        assert got["unused"] is None  # no process used it: the optimiser skips it
+        assert got["sums"] == [1.0, 1.0]
+        assert got["chosen"] == "made by rank 0"
+        # Rank 0's error reaches rank 1 by name instead of a collective timeout.
+        assert "no such manifest: x.jsonl" in got["failure"]
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -96,8 +126,11 @@ def test_two_processes_train_to_the_weights_of_one(data, tmp_path):
     assert meta_a["updates"] == meta_b["updates"] == 6
     for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
         torch.testing.assert_close(pa, pb, rtol=1e-4, atol=1e-5, msg=name)
-    history = (tmp_path / "two" / "history.jsonl").read_text().splitlines()
+    history = [json.loads(line) for line in (tmp_path / "two" / "history.jsonl").read_text().splitlines()]
     assert len(history) == 2  # rank 0 alone evaluates and writes
+    single_history = [json.loads(line) for line in (tmp_path / "one" / "history.jsonl").read_text().splitlines()]
+    for mine, theirs in zip(history, single_history):  # the logged loss is the whole batch's
+        assert mine["loss"] == pytest.approx(theirs["loss"], rel=1e-4)
 
 
 def test_rank_zeros_clock_stops_every_process_at_the_same_update(data, tmp_path):
