@@ -28,7 +28,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from benchmarks.common import apply_quick_defaults, run_metadata, write_result
+from benchmarks.common import RESULTS, apply_quick_defaults, run_metadata, write_result
 
 
 def _free_port() -> int:
@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="rounds per arm, alternating")
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="processes / threads")
     parser.add_argument("--quick", action="store_true", help="one short round per arm")
+    parser.add_argument("--output-dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.quick:
         apply_quick_defaults(parser, args, {"updates": 7, "skip": 2, "rounds": 1})
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         batch_seconds=160.0, seconds_per_update=arms, median_seconds_per_update=medians,
         speedup_processes_over_threads=medians["threads"] / medians["processes"],
     )
-    path = write_result("train_parallel.json", result)
+    path = write_result("train_parallel.json", result, args.output_dir)
     print(f"{path}: {medians['threads']:.2f} s/update with {args.cores} threads, "
           f"{medians['processes']:.2f} s with {args.cores} processes "
           f"({result['speedup_processes_over_threads']:.2f}x)")

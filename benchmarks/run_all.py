@@ -29,6 +29,7 @@ QUICK = [
     ["benchmarks.bench_scores", "--quick"],
     ["benchmarks.bench_methods", "--quick"],
     ["benchmarks.bench_workers", "--quick"],
+    ["benchmarks.bench_train_parallel", "--quick"],
 ]
 FULL = [
     ["benchmarks.bench_lowrank"],
@@ -46,6 +47,7 @@ FULL = [
     ["benchmarks.bench_methods"],
     ["benchmarks.bench_distill", "--threads", "2"],
     ["benchmarks.bench_workers"],
+    ["benchmarks.bench_train_parallel"],
     ["benchmarks.bench_latency", "--threads", "2"],
     ["benchmarks.bench_headline", "--threads", "2", "--seeds", "0"],  # the README's first table (greedy: deterministic)
     ["benchmarks.bench_agent_choice", "--threads", "2"],  # ppo and greedy, 3 seeds each, on the dev pool

@@ -621,3 +621,13 @@ def test_search_summary_shows_dev_pool_columns_choice_and_both_comparisons() -> 
     assert "run once (`runs`)." in text and "The dev pool (dev utterances 600–1200" in text
     assert "| ppo+warm | 1 | 0.4000 [0.4000, 0.4000] | 0.4000 [0.4000, 0.4000] | 0.4200 [0.4200, 0.4200] |" in text
     assert "against the best baseline, greedy" in text and "| 0 | 0.300 | 0.290 | 0.4000 | 0.4100 |" in text
+
+
+def test_bench_train_parallel_refuses_settings_it_cannot_measure(capsys) -> None:
+    from benchmarks import bench_train_parallel
+
+    for argv in (["--cores", "1"], ["--updates", "4", "--skip", "3"]):
+        with pytest.raises(SystemExit) as exit_info:
+            bench_train_parallel.main(argv)
+        assert exit_info.value.code == 2
+    assert "--cores >= 2" in capsys.readouterr().err
