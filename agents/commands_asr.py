@@ -104,14 +104,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _train_asr(args: argparse.Namespace) -> int:
     from asr import distributed
 
-    rank, world, device = distributed.init_from_environment(args.device)
-    try:
+    with distributed.process_group_from_environment(args.device) as (rank, world, device):
         return _train_asr_process(args, rank, world, device)
-    finally:
-        if world > 1:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
 
 
 def _train_asr_process(args: argparse.Namespace, rank: int, world: int, device: str) -> int:

@@ -140,14 +140,8 @@ def _teacher(teacher: Path | None, source: Path):
 def _finetune(args: argparse.Namespace) -> int:
     from asr import distributed
 
-    rank, world, args.device = distributed.init_from_environment(args.device)
-    try:
+    with distributed.process_group_from_environment(args.device) as (rank, _, args.device):
         return _finetune_process(args, rank)
-    finally:
-        if world > 1:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
 
 
 def _finetune_process(args: argparse.Namespace, rank: int) -> int:

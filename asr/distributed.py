@@ -33,7 +33,8 @@ communication; this module only decides what is communicated.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -46,7 +47,7 @@ __all__ = [
     "barrier",
     "broadcast_object",
     "broadcast_parameters",
-    "init_from_environment",
+    "process_group_from_environment",
     "rank_and_world",
     "run_on_rank_zero",
     "shard",
@@ -77,16 +78,19 @@ def rank_and_world() -> tuple[int, int]:
     return 0, 1
 
 
-def init_from_environment(device: str) -> tuple[int, int, str]:
-    """Join the process group that ``torchrun`` describes in the environment, if any.
+@contextmanager
+def process_group_from_environment(device: str) -> Iterator[tuple[int, int, str]]:
+    """Join the process group that ``torchrun`` describes in the environment, if any, for the
+    block; the group it joined is left again at the end, error or not.
 
-    Returns ``(rank, world size, device)``: without ``WORLD_SIZE`` > 1 in the environment,
+    Yields ``(rank, world size, device)``: without ``WORLD_SIZE`` > 1 in the environment,
     ``(0, 1, device)`` and nothing is initialised; with it, the gloo backend on CPUs or nccl
     on GPUs, each process on the GPU of its ``LOCAL_RANK`` (``device="cuda"``).
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return 0, 1, device
+        yield 0, 1, device
+        return
     for name in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         if name not in os.environ:
             raise ValueError(f"WORLD_SIZE={world} is set but {name} is not; launch several processes "
@@ -101,9 +105,14 @@ def init_from_environment(device: str) -> tuple[int, int, str]:
                              "start at most one process per GPU (--nproc-per-node)")
         device = f"cuda:{local}"
         torch.cuda.set_device(torch.device(device))
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo", timeout=TIMEOUT)
-    return dist.get_rank(), dist.get_world_size(), device
+    if dist.is_initialized():  # joined by the caller, who leaves it too
+        yield dist.get_rank(), dist.get_world_size(), device
+        return
+    dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo", timeout=TIMEOUT)
+    try:
+        yield dist.get_rank(), dist.get_world_size(), device
+    finally:
+        dist.destroy_process_group()
 
 
 def shard(items: Sequence[T], rank: int, world: int) -> list[T]:

@@ -464,7 +464,7 @@ def train(
                     loss.backward()
                     stats["loss"] = loss.item()
                 if world > 1:  # sum the parts' gradients and losses; rank 0's clock decides for all
-                    part_loss = loss.item() if batch is not None else 0.0  # already scaled by its share
+                    part_loss = stats.get("loss", 0.0)  # already scaled by this part's share
                     flag, whole_loss = distributed.sum_gradients(
                         model.parameters(), [float(rank == 0 and time.perf_counter() >= deadline), part_loss])
                     time_up = flag > 0

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import tempfile
 import time
@@ -28,13 +27,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from benchmarks.common import RESULTS, apply_quick_defaults, run_metadata, write_result
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from benchmarks.common import RESULTS, apply_quick_defaults, free_port, run_metadata, write_result
 
 
 def _worker(rank: int, world: int, port: int, threads: int, updates: int, skip: int,
@@ -67,7 +60,7 @@ def _worker(rank: int, world: int, port: int, threads: int, updates: int, skip: 
 def _round(world: int, threads: int, updates: int, skip: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "seconds")
-        args = (world, _free_port(), threads, updates, skip, os.path.join(tmp, "run"), out)
+        args = (world, free_port(), threads, updates, skip, os.path.join(tmp, "run"), out)
         if world == 1:
             _worker(0, *args)
         else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import socket
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,7 +17,7 @@ from shrinkml_env.atomic import atomic_write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
-__all__ = ["RESULTS", "apply_quick_defaults", "parse_size_ratios", "run_metadata", "latency_workload_on_test",
+__all__ = ["RESULTS", "apply_quick_defaults", "free_port", "parse_size_ratios", "run_metadata", "latency_workload_on_test",
            "write_result"]
 
 
@@ -47,6 +48,13 @@ def run_metadata(**extra: Any) -> dict[str, Any]:
         "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         **extra,
     }
+
+
+def free_port() -> int:
+    """A TCP port free on this machine now, for a local gloo process group's rendezvous."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def write_result(name: str, payload: Any, folder: Path = RESULTS) -> Path:

@@ -4,7 +4,6 @@ gloo processes train to the same weights as one process."""
 import dataclasses
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ from asr.manifest import write_manifest
 from asr.model import PRESETS, ASRModel
 from asr.text import CharTokenizer
 from asr.train import joint_loss, train
+from benchmarks.common import free_port
 from tests.test_train import _config, _utterances
 
 # Packed sequences and no dropout: then a batch's loss does not depend on how it is split.
@@ -101,7 +101,7 @@ def _collectives_worker(rank, world, port, out):
 
 
 def test_collectives_sum_gradients_and_values_and_share_rank_zeros_work(tmp_path):
-    mp.spawn(_collectives_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_collectives_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     for rank in range(2):
         got = torch.load(tmp_path / f"{rank}.pt")
         torch.testing.assert_close(got["used"], torch.ones(2))  # rank 0's, plus zeros
@@ -112,15 +112,9 @@ def test_collectives_sum_gradients_and_values_and_share_rank_zeros_work(tmp_path
         assert "no such manifest: x.jsonl" in got["failure"]
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_train_to_the_weights_of_one(data, tmp_path):
     single = train(EXACT, _config(specaugment=None), data, data, tmp_path / "one")
-    mp.spawn(_worker, args=(2, _free_port(), data, tmp_path / "two", None), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), data, tmp_path / "two", None), nprocs=2, join=True)
     a, _, meta_a = load_checkpoint(single.last_checkpoint)
     b, _, meta_b = load_checkpoint(tmp_path / "two" / "last.pt")
     assert meta_a["updates"] == meta_b["updates"] == 6
@@ -136,7 +130,7 @@ def test_two_processes_train_to_the_weights_of_one(data, tmp_path):
 def test_rank_zeros_clock_stops_every_process_at_the_same_update(data, tmp_path):
     # Rank 0 is out of time after its first update; rank 1's clock never is. Both must stop
     # there (a hang here would be rank 1 waiting in an all-reduce rank 0 never joins).
-    mp.spawn(_worker, args=(2, _free_port(), data, tmp_path / "run", 0.0), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), data, tmp_path / "run", 0.0), nprocs=2, join=True)
     _, _, meta = load_checkpoint(tmp_path / "run" / "last.pt")
     assert meta["updates"] == 1
 
@@ -144,7 +138,7 @@ def test_rank_zeros_clock_stops_every_process_at_the_same_update(data, tmp_path)
 def _torchrun(*argv):
     """``shrinkml ARGV`` in two processes under torchrun (one core each), as a user runs it."""
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-               "--master-port", str(_free_port()), "-m", "agents.cli", *argv, "--threads", "1"]
+               "--master-port", str(free_port()), "-m", "agents.cli", *argv, "--threads", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(command, capture_output=True, text=True, timeout=240, env=env,
                           cwd=Path(__file__).resolve().parent.parent)
