@@ -30,7 +30,17 @@ logger = logging.getLogger(__name__)
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 DEFAULT_CHECKPOINT = PRETRAINED_DIR / "default.pt"
 SEARCH_SUBSET = PRETRAINED_DIR / "search_subset.json"
-NAMED_SPLITS = ("train", "dev", "test", "unseen", "trimmed", "cross_synth", "train_flite", "search")
+NAMED_SPLITS = (
+    "train",
+    "dev",
+    "test",
+    "unseen",
+    "trimmed",
+    "cross_synth",
+    "train_flite",
+    "natural",
+    "search",
+)
 
 
 def default_checkpoint() -> Path:

@@ -4,8 +4,8 @@ Writes ``benchmarks/results/model.json``: for each checkpoint given (the shipped
 default; ``--checkpoint`` again to compare, e.g. the previous shipped model), greedy WER,
 CER and the share of utterances decoded to under half the reference's words ("short") on
 every split of the default corpus (``dev``, ``test``, ``unseen``, ``trimmed``,
-``cross_synth`` where Festival is installed), and the same for joint CTC/attention beam
-search on ``--joint-splits``. It also times one search-subset evaluation (greedy, the
+``cross_synth`` where Festival is installed, ``natural`` where WordNet is), and the same
+for joint CTC/attention beam search on ``--joint-splits``. It also times one search-subset evaluation (greedy, the
 search-time decoder, and joint) and reports the targets of the issue beside the figures.
 
 Run: ``python -m benchmarks.bench_model [--checkpoint A.pt --checkpoint B.pt] [--limit N]``.
@@ -102,6 +102,8 @@ def measure(checkpoint: Path, splits: list[str], joint_splits: list[str], limit:
             checks["trimmed_short_fraction"] = (
                 greedy["trimmed"]["short_fraction"] < TARGETS["trimmed_short_fraction"]
             )
+        if "natural" in greedy:  # no target: people's sentences against generated ones
+            out["natural_over_test"] = round(greedy["natural"]["wer"] / max(greedy["test"]["wer"], 1e-9), 3)
         if "cross_synth" in greedy:
             checks["cross_synth_wer"] = greedy["cross_synth"]["wer"] <= TARGETS["cross_synth_wer"]
         seconds = out["search_evaluation_seconds"].get("greedy")
@@ -113,13 +115,15 @@ def measure(checkpoint: Path, splits: list[str], joint_splits: list[str], limit:
 
 def main(argv: list[str] | None = None) -> int:
     from asr.corpus.festival import festival_available
+    from asr.corpus.natural import wordnet_available
     from asr.default import default_checkpoint
     from asr.joint_decoding import JointConfig
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, action="append",
                         help="checkpoint to measure (repeatable; default: the shipped model)")
-    parser.add_argument("--splits", nargs="+", default=["dev", "test", "unseen", "trimmed", "cross_synth"])
+    parser.add_argument("--splits", nargs="+",
+                        default=["dev", "test", "unseen", "trimmed", "cross_synth", "natural"])
     parser.add_argument("--joint-splits", nargs="*", default=["test", "trimmed", "cross_synth"],
                         help="splits also decoded with joint CTC/attention beam search")
     parser.add_argument("--beam", type=int, default=4)
@@ -134,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.limit is not None and args.limit < 1:
         parser.error(f"--limit must be >= 1; got {args.limit}")
     torch.set_num_threads(args.threads)
-    splits = [s for s in args.splits if s != "cross_synth" or festival_available()]
+    installed = {"cross_synth": festival_available(), "natural": wordnet_available()}
+    splits = [s for s in args.splits if installed.get(s, True)]
     joint = JointConfig(beam_size=args.beam, ctc_weight=args.ctc_weight)
     started = time.perf_counter()
     checkpoints = args.checkpoint or [default_checkpoint()]

@@ -21,9 +21,10 @@ from asr.corpus.augment import (
     speed_perturb,
 )
 from asr.corpus.build import corpus_key
-from asr.corpus.config import FESTIVAL_SPLITS, FLITE_SPLITS
+from asr.corpus.config import FESTIVAL_SPLITS, FLITE_SPLITS, NATURAL_SPLITS
 from asr.corpus.festival import festival_available
 from asr.corpus.flite import FLITE_VOICES, FliteVoice, flite_available
+from asr.corpus.natural import natural_sentences, wordnet_available
 from asr.manifest import read_manifest
 from asr.text import normalise_text
 
@@ -50,6 +51,8 @@ needs_espeak = pytest.mark.skipif(
         ({"audio_format": "mp3"}, r"audio_format must be 'flac' or 'wav'; got 'mp3'"),
         ({"unseen_accents": (), "unseen_variants": ()}, r"needs held-out voices"),
         ({"free_sequence_fraction": 1.5}, r"free_sequence_fraction must be in \[0, 1\]; got 1.5"),
+        ({"natural_train_fraction": -0.1}, r"natural_train_fraction must be in \[0, 1\]; got -0.1"),
+        ({"natural_utterances": 0}, r"natural_utterances must be a positive integer; got 0"),
     ],
 )
 def test_config_rejects_bad_values(changes: dict, message: str) -> None:
@@ -168,12 +171,14 @@ def _plant_unfinished_run(root: Path, split: str) -> list[Path]:
 
 
 def _made_splits() -> list[str]:
-    """The splits a whole generation makes here: Festival's and Flite's only where installed."""
+    """The splits a whole generation makes here: Festival's, Flite's and WordNet's only where
+    installed."""
     return [
         s
         for s in SPLITS
         if (festival_available() or s not in FESTIVAL_SPLITS)
         and (flite_available() or s not in FLITE_SPLITS)
+        and (wordnet_available() or s not in NATURAL_SPLITS)
     ]
 
 
@@ -274,6 +279,8 @@ def test_tiny_corpus_splits_are_disjoint_and_unseen_voices_are_new(tiny_corpora)
             voice["accent"] in config.unseen_accents or voice["variant"] in config.unseen_variants
         )
     assert {u.extra["augment"] != "none" for u in manifests["train"]} == {True, False}
+    for split in set(NATURAL_SPLITS) & set(made):  # people's sentences, never training's pool
+        assert texts[split] <= set(natural_sentences("eval", config.seed, config.min_words, config.max_words))
     for split in set(FLITE_SPLITS) & set(made):  # shaped like train: described like train
         assert all({"augment", "voice_transform"} <= set(u.extra) for u in manifests[split])
     assert paths.info()["splits"]["train"]["utterances"] == config.train_utterances
@@ -322,7 +329,8 @@ def test_an_interrupted_generation_leaves_no_split_behind(tmp_path) -> None:
             ("dev", "validation"),
             ValueError,
             r"unknown split 'validation' in splits=\('dev', "
-            r"'validation'\); accepted: train, dev, test, unseen, trimmed, cross_synth, train_flite",
+            r"'validation'\); accepted: train, dev, test, unseen, trimmed, cross_synth, train_flite, "
+            r"natural",
         ),
         ([], ValueError, r"splits is empty; name some of train, dev, test, unseen, trimmed"),
         ("test", TypeError, r"not a string; got 'test': pass \('test',\)"),

@@ -2,6 +2,8 @@
 
 espeak-ng speaks most of it; Flite, where installed, a second training split
 (``train_flite``); Festival, where installed, the held-out ``cross_synth`` evaluation split.
+The ``natural`` evaluation split speaks people's sentences (WordNet's usage examples, read
+from an installed ``wordnet-base``) rather than generated ones.
 
 Importing this package needs neither espeak-ng nor wordfreq; they are loaded only when a
 corpus is generated (the optional ``corpus`` extra; espeak-ng is GPL-3.0).

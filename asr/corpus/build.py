@@ -2,7 +2,7 @@
 
 Layout of a corpus (``<cache>/<key>``)::
 
-    corpus.json               config, library versions and statistics of the finished splits
+    corpus.json               config, library and data versions, statistics of the finished splits
     train.jsonl dev.jsonl test.jsonl …   manifests (see asr.manifest), one per split
     train/train-000000.flac … 16 kHz mono 16-bit audio
     .train.lock …             one lock file per split, held while the split is generated
@@ -45,7 +45,14 @@ from typing import Any
 
 import numpy as np
 
-from asr.corpus.config import FESTIVAL_SPLITS, FLITE_SPLITS, SPLITS, TRAINING_SPLITS, CorpusConfig
+from asr.corpus.config import (
+    FESTIVAL_SPLITS,
+    FLITE_SPLITS,
+    NATURAL_SPLITS,
+    SPLITS,
+    TRAINING_SPLITS,
+    CorpusConfig,
+)
 from asr.corpus.espeak import Voice, english_accents, voice_variants
 from asr.corpus.festival import (
     FESTIVAL_INSTALL_HINT,
@@ -60,6 +67,12 @@ from asr.corpus.flite import (
     FliteVoice,
     flite_available,
     flite_version,
+)
+from asr.corpus.natural import (
+    WORDNET_INSTALL_HINT,
+    natural_sentences,
+    wordnet_available,
+    wordnet_fingerprint,
 )
 from asr.corpus.render import Item, Task, record, render
 from asr.corpus.sentences import SentenceGenerator
@@ -169,8 +182,13 @@ def _plan(config: CorpusConfig) -> list[Item]:
         frequency_exponent=config.frequency_exponent,
     ).distinct_sentences()
     rng = np.random.default_rng([config.seed, 1])
+    natural = _natural_texts(config)
+    # Its own stream, so that choosing WordNet sentences for training moves no voice.
+    natural_choice = np.random.default_rng([config.seed, 2])
     items: list[Item] = []
     for split_index, split in enumerate(SPLITS):
+        if split in NATURAL_SPLITS and not natural:
+            continue  # WordNet is not installed: the split cannot be made here
         for i in range(config.utterances(split)):
             held_out = ""
             accents, variants = train_accents, train_variants
@@ -203,22 +221,67 @@ def _plan(config: CorpusConfig) -> list[Item]:
                 voice = FliteVoice(name, stretch, None if name in FIXED_PITCH_VOICES else pitch)
             augmented = split in TRAINING_SPLITS and rng.random() < config.augmentation.fraction
             seed = int(np.random.SeedSequence([config.seed, split_index, i]).generate_state(1)[0])
-            items.append(
-                Item(f"{split}-{i:06d}", split, next(sentences), voice, held_out, augmented, seed)
-            )
+            if split in NATURAL_SPLITS:
+                text = next(natural["eval"])
+            else:
+                # Drawn even when replaced, so the other splits keep their sentences.
+                text = next(sentences)
+                if (
+                    split in TRAINING_SPLITS
+                    and config.natural_train_fraction > 0
+                    and natural_choice.random() < config.natural_train_fraction
+                ):
+                    text = next(natural["train"], "")
+                    if not text:
+                        raise ValueError(
+                            f"natural_train_fraction={config.natural_train_fraction} needs more "
+                            f"WordNet sentences than its training pool holds; lower the "
+                            f"fraction or the number of training utterances"
+                        )
+            items.append(Item(f"{split}-{i:06d}", split, text, voice, held_out, augmented, seed))
     return items
+
+
+def _natural_texts(config: CorpusConfig) -> dict[str, Iterator[str]]:
+    """Iterators over WordNet's two sentence pools, or {} where WordNet is not installed and
+    training needs none of it."""
+    if not wordnet_available():
+        if config.natural_train_fraction > 0:
+            raise FileNotFoundError(
+                f"natural_train_fraction={config.natural_train_fraction} takes training "
+                f"sentences from WordNet, which is not installed here: {WORDNET_INSTALL_HINT}"
+            )
+        return {}
+    pools = {
+        pool: natural_sentences(pool, config.seed, config.min_words, config.max_words)
+        for pool in ("train", "eval")
+    }
+    wanted = sum(config.utterances(split) for split in NATURAL_SPLITS)
+    if wanted > len(pools["eval"]):
+        raise ValueError(
+            f"natural_utterances={wanted} asks for more than the {len(pools['eval'])} WordNet "
+            f"sentences of {config.min_words}-{config.max_words} words kept for evaluation; "
+            f"ask for at most that many"
+        )
+    return {pool: iter(sentences) for pool, sentences in pools.items()}
 
 
 def _folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
+_NEEDS = {"WordNet": "takes its sentences from"}
+
+
 def _missing_program(split: str) -> tuple[str, str] | None:
-    """``(program, install hint)`` if ``split`` is spoken by a program not installed here."""
+    """``(program, install hint)`` if ``split`` needs a program (Festival, Flite) or data
+    (WordNet) not installed here."""
     if split in FESTIVAL_SPLITS and not festival_available():
         return "Festival", FESTIVAL_INSTALL_HINT
     if split in FLITE_SPLITS and not flite_available():
         return "Flite", FLITE_INSTALL_HINT
+    if split in NATURAL_SPLITS and not wordnet_available():
+        return "WordNet", WORDNET_INSTALL_HINT
     return None
 
 
@@ -244,11 +307,12 @@ def _requested_splits(splits: Sequence[str] | None) -> tuple[str, ...]:
 
 
 def _makeable(missing: Sequence[str], named: bool) -> list[str]:
-    """The ``missing`` splits whose synthesiser is installed here.
+    """The ``missing`` splits whose synthesiser (or sentence source) is installed here.
 
-    A split spoken by Festival or Flite without that program installed is skipped with a
-    warning when the caller asked for every split (``named`` false), and raises, saying what
-    to install, when the caller named it. Splits already made need no program.
+    A split spoken by Festival or Flite, or made of WordNet's sentences, where that is not
+    installed is skipped with a warning when the caller asked for every split (``named``
+    false), and raises, saying what to install, when the caller named it. Splits already
+    made need nothing installed.
     """
     makeable = []
     for split in missing:
@@ -257,7 +321,8 @@ def _makeable(missing: Sequence[str], named: bool) -> list[str]:
             makeable.append(split)
         elif named:
             raise FileNotFoundError(
-                f"split {split!r} is spoken by {program[0]}, which is not installed here: "
+                f"split {split!r} {_NEEDS.get(program[0], 'is spoken by')} {program[0]}, "
+                f"which is not installed here: "
                 f"{program[1]}"
             )
         else:
@@ -317,7 +382,7 @@ def ensure_corpus(
         progress: called as ``progress(done, total)`` in utterances while generating.
         workers: synthesis processes; the number of usable CPU cores if None.
         splits: the splits needed, from :data:`SPLITS`; all of them if None, less those
-            spoken by a program not installed here (skipped with a warning).
+            needing a program or data not installed here (skipped with a warning).
 
     Returns:
         The corpus's paths; the manifests of the requested splits exist and are complete
@@ -330,7 +395,9 @@ def ensure_corpus(
         ImportError: if the ``corpus`` extra (espeakng-loader, wordfreq, praat-parselmouth)
             is missing.
         FileNotFoundError: if ``splits`` names ``cross_synth`` while it is not made yet and
-            Festival is not installed, or ``train_flite`` likewise without Flite.
+            Festival is not installed, ``train_flite`` likewise without Flite, or
+            ``natural`` without WordNet (or the config takes training sentences from
+            WordNet and it is not installed).
     """
     config = CorpusConfig() if config is None else config
     requested = _requested_splits(splits)
@@ -459,6 +526,7 @@ def _write_info(config: CorpusConfig, paths: CorpusPaths, seconds: float) -> Non
             "versions": _library_versions(),
             "festival": festival_version(),
             "flite": flite_version(),
+            "wordnet": wordnet_fingerprint(),
             "splits": stats,
             "disk_megabytes": round(disk_bytes / 1e6, 1),
             "generation_seconds": round(previous.get("generation_seconds", 0.0) + seconds, 1),

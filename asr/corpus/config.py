@@ -7,15 +7,24 @@ from dataclasses import dataclass, field
 from asr.corpus.augment import AugmentConfig
 from asr.corpus.variety import VarietyConfig
 
-__all__ = ["FESTIVAL_SPLITS", "FLITE_SPLITS", "SPLITS", "TRAINING_SPLITS", "CorpusConfig"]
+__all__ = [
+    "FESTIVAL_SPLITS",
+    "FLITE_SPLITS",
+    "NATURAL_SPLITS",
+    "SPLITS",
+    "TRAINING_SPLITS",
+    "CorpusConfig",
+]
 
 # In planning order: a split added later goes last, so the others keep their sentences,
 # voices and audio.
-SPLITS = ("train", "dev", "test", "unseen", "trimmed", "cross_synth", "train_flite")
+SPLITS = ("train", "dev", "test", "unseen", "trimmed", "cross_synth", "train_flite", "natural")
 # Splits spoken by Festival rather than espeak-ng: generated only where Festival is installed.
 FESTIVAL_SPLITS = ("cross_synth",)
 # Splits spoken by Flite: generated only where Flite is installed.
 FLITE_SPLITS = ("train_flite",)
+# Splits whose sentences are WordNet's usage examples: generated only where it is installed.
+NATURAL_SPLITS = ("natural",)
 # Splits shaped for training (varied onsets, levels and voices; partly augmented).
 TRAINING_SPLITS = ("train", "train_flite")
 
@@ -48,7 +57,10 @@ class CorpusConfig:
     1,500 clean utterances each, ``trimmed`` 1,000 clean ones with no silence around the
     speech, and ``cross_synth`` 1,000 spoken by Festival (never used in training).
     ``train_flite`` adds 4,000 training utterances (about 5.5 h) spoken by Flite's three
-    voices, shaped and augmented as ``train``.
+    voices, shaped and augmented as ``train``; ``natural`` 1,000 clean ones like ``test``
+    whose sentences are people's (WordNet's usage examples) rather than generated.
+    ``natural_train_fraction`` puts WordNet sentences (a pool disjoint from ``natural``'s)
+    into training too; it is 0 by default, so the default corpus needs no WordNet.
     """
 
     # Seed of every random choice (sentences, voices, augmentation, espeak's noise).
@@ -76,6 +88,11 @@ class CorpusConfig:
     cross_synth_utterances: int = 1_000
     # Train-flite: more training sentences, spoken by Flite (a second training synthesiser).
     train_flite_utterances: int = 4_000
+    # Natural: WordNet's usage examples (never in training), training voices, clean.
+    natural_utterances: int = 1_000
+    # Share of train and train_flite sentences taken from WordNet's training pool instead of
+    # the generator (needs WordNet installed when > 0).
+    natural_train_fraction: float = 0.0
     # Whole accents never heard in training (spoken only in "unseen").
     unseen_accents: tuple[str, ...] = ("en-029", "en-gb-x-gbcwmd")
     # Whole voice variants never heard in training (spoken only in "unseen").
@@ -115,6 +132,10 @@ class CorpusConfig:
         if not 0.0 <= self.free_sequence_fraction <= 1.0:
             raise ValueError(
                 f"free_sequence_fraction must be in [0, 1]; got {self.free_sequence_fraction}"
+            )
+        if not 0.0 <= self.natural_train_fraction <= 1.0:
+            raise ValueError(
+                f"natural_train_fraction must be in [0, 1]; got {self.natural_train_fraction}"
             )
         for split in SPLITS:
             count = getattr(self, f"{split}_utterances")
@@ -168,4 +189,5 @@ class CorpusConfig:
             trimmed_utterances=4,
             cross_synth_utterances=4,
             train_flite_utterances=4,
+            natural_utterances=4,
         )

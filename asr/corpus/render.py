@@ -8,7 +8,8 @@ state from one utterance to the next. What each split's audio looks like:
   and offset (none, cut, or up to 0.6 s), half the voices transformed in pitch and
   formants, 60 % augmented (noise, speed, reverberation, band limits), peak level
   log-uniform over 0.03–0.95;
-* ``dev``, ``test``, ``unseen``, ``cross_synth``: clean, 0.05–0.3 s of silence each side;
+* ``dev``, ``test``, ``unseen``, ``cross_synth``, ``natural``: clean, 0.05–0.3 s of silence
+  each side;
 * ``trimmed``: clean, no silence at either end, levels as in training.
 """
 
