@@ -89,7 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=200, help="episodes timed per target")
     parser.add_argument("--output-dir", type=Path, default=RESULTS, help="where the JSON goes (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch threads (default: 2, what a search evaluates with on this machine)")
     args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error(f"--threads must be >= 1; got {args.threads}")
+    torch.set_num_threads(args.threads)
     targets = [toy_target()]
     try:
         from asr.target import default_target

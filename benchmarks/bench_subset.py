@@ -89,10 +89,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write-subset", action="store_true", help="ship the chosen ids")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch threads (default: 2, what a search evaluates with on this machine)")
     parser.add_argument("--output-dir", type=Path, default=RESULTS, help="where the JSON goes (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.max_duration < 0:
         parser.error(f"--max-duration must be >= 0 seconds (0: no limit); got {args.max_duration}")
+    if args.threads < 1:
+        parser.error(f"--threads must be >= 1; got {args.threads}")
+    torch.set_num_threads(args.threads)
     try:
         low, high = (float(x) for x in args.probe_sizes.split(","))
     except ValueError:
@@ -146,7 +151,6 @@ def main(argv: list[str] | None = None) -> int:
 
     # Time one evaluation of the dense model on the chosen subset (features precomputed).
     subset_batches = prepare_feature_batches([by_id[i] for i in chosen_ids], LogMelFrontend(), tokenizer)
-    torch.set_num_threads(torch.get_num_threads())
     times = []
     for _ in range(3):
         start = time.perf_counter()
