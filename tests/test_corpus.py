@@ -24,7 +24,7 @@ from asr.corpus.build import corpus_key
 from asr.corpus.config import FESTIVAL_SPLITS, FLITE_SPLITS, NATURAL_SPLITS
 from asr.corpus.festival import festival_available
 from asr.corpus.flite import FLITE_VOICES, FliteVoice, flite_available
-from asr.corpus.natural import natural_sentences, wordnet_available
+from asr.corpus.natural import natural_sentences, wordnet_available, wordnet_fingerprint
 from asr.manifest import read_manifest
 from asr.text import normalise_text
 
@@ -281,6 +281,7 @@ def test_tiny_corpus_splits_are_disjoint_and_unseen_voices_are_new(tiny_corpora)
     assert {u.extra["augment"] != "none" for u in manifests["train"]} == {True, False}
     for split in set(NATURAL_SPLITS) & set(made):  # people's sentences, never training's pool
         assert texts[split] <= set(natural_sentences("eval", config.seed, config.min_words, config.max_words))
+        assert paths.info()["wordnet"] == {split: wordnet_fingerprint()}  # what they came from
     for split in set(FLITE_SPLITS) & set(made):  # shaped like train: described like train
         assert all({"augment", "voice_transform"} <= set(u.extra) for u in manifests[split])
     assert paths.info()["splits"]["train"]["utterances"] == config.train_utterances

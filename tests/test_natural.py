@@ -30,6 +30,7 @@ def fake_wordnet(tmp_path, monkeypatch) -> Path:
         _synset(100, 'too short; "two words"'),
         _synset(101, 'a lone letter; "the letter b is silent here"'),
         _synset(102, 'an abbreviation; "the bbc broadcast it live"'),
+        _synset(105, 'read otherwise; "Napoleon III was emperor of France"; "cats, dogs, etc. are pets"'),
         _synset(103, 'no examples at all'),
         _synset(104, 'curly; "She said `hello\' to Tom\'s dogs"'),
     ]
@@ -45,7 +46,8 @@ def test_examples_are_read_normalised_filtered_and_split_into_disjoint_pools(fak
     both = set(train) | set(evaluation)
     assert not set(train) & set(evaluation)
     # 60 distinct sentences (numbers spelled out, duplicates once) + the apostrophe one;
-    # "two words" is too short; a lone "b" and "bbc" (no vowel) are not read as words.
+    # "two words" is too short; a lone "b", "bbc" (no vowel), "iii" and "etc" are not read
+    # as written.
     assert len(both) == len(train) + len(evaluation) == 61
     assert "we saw forty two cats" in both
     assert "she said hello to tom's dogs" in both
@@ -98,9 +100,44 @@ def test_training_sentences_from_wordnet_move_nothing_else(fake_wordnet, tmp_pat
     # Asking for more evaluation sentences than the pool has, or WordNet missing, is refused.
     with pytest.raises(ValueError, match=r"natural_utterances=500 asks for more than the \d+ WordNet"):
         _plan(replace(CorpusConfig.tiny(), natural_utterances=500))
-    with pytest.raises(ValueError, match=r"needs more WordNet sentences than its training pool"):
+    with pytest.raises(ValueError, match=r"needs more WordNet sentences than the \d+ of its training pool"):
         _plan(replace(CorpusConfig.tiny(), natural_train_fraction=1.0, train_utterances=400))
     monkeypatch.setenv("SHRINKML_WORDNET_DIR", str(tmp_path / "none"))
-    assert [i.id for i in _plan(CorpusConfig.tiny())] == [i.id for i in plain if i.split != "natural"]
+    def described(items):
+        return [(i.id, i.text, i.voice, i.augmented, i.seed) for i in items if i.split != "natural"]
+
+    assert described(_plan(CorpusConfig.tiny())) == described(plain)  # nothing else moves
     with pytest.raises(FileNotFoundError, match=r"natural_train_fraction=0.5 takes training sentences"):
         _plan(replace(CorpusConfig.tiny(), natural_train_fraction=0.5))
+
+
+def test_natural_splits_come_last_so_no_split_depends_on_wordnet_being_installed() -> None:
+    from asr.corpus.config import NATURAL_SPLITS, SPLITS
+
+    assert SPLITS[-len(NATURAL_SPLITS) :] == NATURAL_SPLITS
+
+
+def test_without_wordnet_the_split_is_skipped_and_a_made_one_still_served(tmp_path, monkeypatch, caplog) -> None:
+    from asr.corpus.build import _makeable, corpus_key
+
+    monkeypatch.setenv("SHRINKML_WORDNET_DIR", str(tmp_path / "none"))
+    assert _makeable(["dev", "natural"], named=False) == ["dev"]
+    assert "WordNet is not installed: skipping natural (install WordNet's database" in caplog.text
+    with pytest.raises(FileNotFoundError, match=r"'natural' takes its sentences from WordNet"):
+        ensure_corpus(CorpusConfig.tiny(), tmp_path, splits=("dev", "natural"))
+    made = tmp_path / corpus_key(CorpusConfig.tiny()) / "natural.jsonl"  # made elsewhere, copied here
+    made.parent.mkdir()
+    made.write_text("")
+    assert ensure_corpus(CorpusConfig.tiny(), tmp_path, splits=("natural",)).manifest("natural") == made
+
+
+def test_the_key_covers_wordnet_only_when_training_reads_it(fake_wordnet) -> None:
+    from asr.corpus.build import corpus_key
+
+    plain, mixed = CorpusConfig.tiny(), replace(CorpusConfig.tiny(), natural_train_fraction=0.5)
+    before = corpus_key(plain), corpus_key(mixed)
+    (fake_wordnet / "data.adv").write_text(_LICENCE + _synset(7, 'new; "a brand new example sentence"'))
+    from asr.corpus.natural import _fingerprint
+
+    _fingerprint.cache_clear()
+    assert corpus_key(plain) == before[0] and corpus_key(mixed) != before[1]

@@ -146,7 +146,10 @@ def _library_versions() -> dict[str, str]:
 
 def corpus_key(config: CorpusConfig) -> str:
     """Folder name of the corpus ``config`` describes (generator version + content hash)."""
-    blob = json.dumps({"config": asdict(config), "versions": _library_versions()}, sort_keys=True)
+    versions = _library_versions()
+    if config.natural_train_fraction > 0:  # training sentences come from the installed WordNet
+        versions["wordnet"] = wordnet_fingerprint()
+    blob = json.dumps({"config": asdict(config), "versions": versions}, sort_keys=True)
     return f"{GENERATOR_VERSION}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
 
 
@@ -187,8 +190,6 @@ def _plan(config: CorpusConfig) -> list[Item]:
     natural_choice = np.random.default_rng([config.seed, 2])
     items: list[Item] = []
     for split_index, split in enumerate(SPLITS):
-        if split in NATURAL_SPLITS and not natural:
-            continue  # WordNet is not installed: the split cannot be made here
         for i in range(config.utterances(split)):
             held_out = ""
             accents, variants = train_accents, train_variants
@@ -222,6 +223,8 @@ def _plan(config: CorpusConfig) -> list[Item]:
             augmented = split in TRAINING_SPLITS and rng.random() < config.augmentation.fraction
             seed = int(np.random.SeedSequence([config.seed, split_index, i]).generate_state(1)[0])
             if split in NATURAL_SPLITS:
+                if not natural:
+                    continue  # WordNet is not installed: the split cannot be made here
                 text = next(natural["eval"])
             else:
                 # Drawn even when replaced, so the other splits keep their sentences.
@@ -235,14 +238,14 @@ def _plan(config: CorpusConfig) -> list[Item]:
                     if not text:
                         raise ValueError(
                             f"natural_train_fraction={config.natural_train_fraction} needs more "
-                            f"WordNet sentences than its training pool holds; lower the "
-                            f"fraction or the number of training utterances"
+                            f"WordNet sentences than the {natural['train_size']} of its training "
+                            f"pool; lower the fraction or the number of training utterances"
                         )
             items.append(Item(f"{split}-{i:06d}", split, text, voice, held_out, augmented, seed))
     return items
 
 
-def _natural_texts(config: CorpusConfig) -> dict[str, Iterator[str]]:
+def _natural_texts(config: CorpusConfig) -> dict[str, Any]:
     """Iterators over WordNet's two sentence pools, or {} where WordNet is not installed and
     training needs none of it."""
     if not wordnet_available():
@@ -263,7 +266,11 @@ def _natural_texts(config: CorpusConfig) -> dict[str, Iterator[str]]:
             f"sentences of {config.min_words}-{config.max_words} words kept for evaluation; "
             f"ask for at most that many"
         )
-    return {pool: iter(sentences) for pool, sentences in pools.items()}
+    return {
+        "train": iter(pools["train"]),
+        "eval": iter(pools["eval"]),
+        "train_size": len(pools["train"]),
+    }
 
 
 def _folder_bytes(folder: Path) -> int:
@@ -474,7 +481,7 @@ def _generate(
                 for split in [split for split, count in left.items() if count == 0]:
                     del left[split]
                     _finish_split(config, paths, split, Path(folders[split]), wanted, rendered)
-                    _write_info(config, paths, time.perf_counter() - started)
+                    _write_info(config, paths, time.perf_counter() - started, split)
                     started = time.perf_counter()
     finally:
         for folder in folders.values():
@@ -502,11 +509,19 @@ def _finish_split(
     )
 
 
-def _write_info(config: CorpusConfig, paths: CorpusPaths, seconds: float) -> None:
-    """Rewrite ``corpus.json`` for the finished splits, adding ``seconds`` of generation."""
+def _write_info(config: CorpusConfig, paths: CorpusPaths, seconds: float, finished: str) -> None:
+    """Rewrite ``corpus.json`` for the finished splits, adding ``seconds`` of generation and,
+    if ``finished`` (the split just made) took sentences from WordNet, the fingerprint of the
+    WordNet files it used (kept for that split whatever is installed later)."""
     info_path = paths.root / _INFO_FILE
     with _locked(paths.root / f".{_INFO_FILE}.lock"):
         previous = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
+        wordnet = previous.get("wordnet")
+        wordnet = dict(wordnet) if isinstance(wordnet, dict) else {}
+        if finished in NATURAL_SPLITS or (
+            finished in TRAINING_SPLITS and config.natural_train_fraction > 0
+        ):
+            wordnet[finished] = wordnet_fingerprint()
         stats, disk_bytes = {}, 0
         for split in SPLITS:
             manifest = paths.manifest(split)
@@ -526,7 +541,7 @@ def _write_info(config: CorpusConfig, paths: CorpusPaths, seconds: float) -> Non
             "versions": _library_versions(),
             "festival": festival_version(),
             "flite": flite_version(),
-            "wordnet": wordnet_fingerprint(),
+            "wordnet": wordnet,
             "splits": stats,
             "disk_megabytes": round(disk_bytes / 1e6, 1),
             "generation_seconds": round(previous.get("generation_seconds", 0.0) + seconds, 1),

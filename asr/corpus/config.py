@@ -24,6 +24,8 @@ FESTIVAL_SPLITS = ("cross_synth",)
 # Splits spoken by Flite: generated only where Flite is installed.
 FLITE_SPLITS = ("train_flite",)
 # Splits whose sentences are WordNet's usage examples: generated only where it is installed.
+# They stay last in SPLITS: where WordNet is missing their items are left out of the plan,
+# which would move the task boundaries (and so espeak's state) of any split after them.
 NATURAL_SPLITS = ("natural",)
 # Splits shaped for training (varied onsets, levels and voices; partly augmented).
 TRAINING_SPLITS = ("train", "train_flite")

@@ -8,12 +8,16 @@ downloaded and no text is copied into this repository: the sentences are read fr
 installed files when a corpus is generated.
 
 Each example is normalised (:func:`asr.text.normalise_text`) and kept when it is between
-``min_words`` and ``max_words`` words long and every word is one a synthesiser reads as a
-word (letters with at most an inner apostrophe, a vowel, no lone letters but ``a`` and
-``i``), the same rule the generator's vocabulary follows. Duplicates are dropped. A
+``min_words`` and ``max_words`` words long and every word is one a synthesiser reads as
+written (letters with at most an inner apostrophe, a vowel, no lone letters but ``a`` and
+``i``, the rule the generator's vocabulary follows; and no Roman numerals such as ``iii``
+or ``etc``, which espeak-ng reads as "the third" or "et cetera"). Duplicates are dropped. A
 sentence belongs to the ``"eval"`` pool when a hash of its text says so (one in five) and to
 the ``"train"`` pool otherwise, so evaluation sentences never reach training however many of
-either a corpus asks for.
+either a corpus asks for. The pools share no sentence, but WordNet has near-duplicates
+(a dozen pairs of 7+ words differ by one word, e.g. "the former" / "the latter"), so a few
+``eval`` sentences have a close cousin in ``train``; it matters only when training takes
+WordNet sentences (``natural_train_fraction`` > 0).
 
 Why hand-written: the WordNet database format is one line per synset with the examples in
 double quotes after ``|``; reading them takes a dozen lines, where NLTK's WordNet reader
@@ -49,6 +53,8 @@ _DATA_FILES = ("data.noun", "data.verb", "data.adj", "data.adv")
 _EXAMPLE = re.compile(r'"([^"]+)"')
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 _VOWEL = re.compile(r"[aeiouy]")
+# Words espeak-ng reads as something else: Roman numerals ("iii": "the third") and "etc".
+_READ_OTHERWISE = re.compile(r"[ivx]{2,}|etc")
 _EVAL_SHARE = 5  # one sentence in five goes to the eval pool
 
 
@@ -82,7 +88,10 @@ def _fingerprint(folder: str) -> str:
 
 def _speakable(sentence: str) -> bool:
     return all(
-        _WORD.fullmatch(w) and _VOWEL.search(w) and (len(w) > 1 or w in ("a", "i"))
+        _WORD.fullmatch(w)
+        and _VOWEL.search(w)
+        and (len(w) > 1 or w in ("a", "i"))
+        and not _READ_OTHERWISE.fullmatch(w)
         for w in sentence.split()
     )
 
@@ -121,7 +130,7 @@ def natural_sentences(pool: str, seed: int, min_words: int = 3, max_words: int =
         max_words: longest sentence kept, in words.
 
     Returns:
-        Normalised sentences (about 27,000 train and 7,000 eval with Debian's WordNet 3.0
+        Normalised sentences (about 33,700 train and 8,600 eval with Debian's WordNet 3.0
         and 3–20 words).
 
     Raises:
