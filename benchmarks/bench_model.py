@@ -5,8 +5,9 @@ default; ``--checkpoint`` again to compare, e.g. the previous shipped model), gr
 CER and the share of utterances decoded to under half the reference's words ("short") on
 every split of the default corpus (``dev``, ``test``, ``unseen``, ``trimmed``,
 ``cross_synth`` where Festival is installed, ``natural`` where WordNet is), and the same
-for joint CTC/attention beam search on ``--joint-splits``. It also times one search-subset evaluation (greedy, the
-search-time decoder, and joint) and reports the targets of the issue beside the figures.
+for joint CTC/attention beam search on ``--joint-splits``. It also times one search-subset
+evaluation (greedy, the search-time decoder, and joint) and reports the targets of the
+issue beside the figures.
 
 Run: ``python -m benchmarks.bench_model [--checkpoint A.pt --checkpoint B.pt] [--limit N]``.
 """
@@ -103,7 +104,8 @@ def measure(checkpoint: Path, splits: list[str], joint_splits: list[str], limit:
                 greedy["trimmed"]["short_fraction"] < TARGETS["trimmed_short_fraction"]
             )
         if "natural" in greedy:  # no target: people's sentences against generated ones
-            out["natural_over_test"] = round(greedy["natural"]["wer"] / max(greedy["test"]["wer"], 1e-9), 3)
+            ratio = greedy["natural"]["wer"] / max(greedy["test"]["wer"], 1e-9)
+            out["natural_over_test"] = round(ratio, 3)
         if "cross_synth" in greedy:
             checks["cross_synth_wer"] = greedy["cross_synth"]["wer"] <= TARGETS["cross_synth_wer"]
         seconds = out["search_evaluation_seconds"].get("greedy")

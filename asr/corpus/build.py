@@ -185,7 +185,8 @@ def _plan(config: CorpusConfig) -> list[Item]:
         frequency_exponent=config.frequency_exponent,
     ).distinct_sentences()
     rng = np.random.default_rng([config.seed, 1])
-    natural = _natural_texts(config)
+    natural = _natural_pools(config)
+    natural_eval, natural_train = iter(natural.get("eval", ())), iter(natural.get("train", ()))
     # Its own stream, so that choosing WordNet sentences for training moves no voice.
     natural_choice = np.random.default_rng([config.seed, 2])
     items: list[Item] = []
@@ -225,7 +226,7 @@ def _plan(config: CorpusConfig) -> list[Item]:
             if split in NATURAL_SPLITS:
                 if not natural:
                     continue  # WordNet is not installed: the split cannot be made here
-                text = next(natural["eval"])
+                text = next(natural_eval)
             else:
                 # Drawn even when replaced, so the other splits keep their sentences.
                 text = next(sentences)
@@ -234,20 +235,20 @@ def _plan(config: CorpusConfig) -> list[Item]:
                     and config.natural_train_fraction > 0
                     and natural_choice.random() < config.natural_train_fraction
                 ):
-                    text = next(natural["train"], "")
+                    text = next(natural_train, "")
                     if not text:
                         raise ValueError(
                             f"natural_train_fraction={config.natural_train_fraction} needs more "
-                            f"WordNet sentences than the {natural['train_size']} of its training "
+                            f"WordNet sentences than the {len(natural['train'])} of its training "
                             f"pool; lower the fraction or the number of training utterances"
                         )
             items.append(Item(f"{split}-{i:06d}", split, text, voice, held_out, augmented, seed))
     return items
 
 
-def _natural_texts(config: CorpusConfig) -> dict[str, Any]:
-    """Iterators over WordNet's two sentence pools, or {} where WordNet is not installed and
-    training needs none of it."""
+def _natural_pools(config: CorpusConfig) -> dict[str, list[str]]:
+    """WordNet's two sentence pools, ``"train"`` and ``"eval"``, or {} where WordNet is not
+    installed and training needs none of it."""
     if not wordnet_available():
         if config.natural_train_fraction > 0:
             raise FileNotFoundError(
@@ -266,29 +267,22 @@ def _natural_texts(config: CorpusConfig) -> dict[str, Any]:
             f"sentences of {config.min_words}-{config.max_words} words kept for evaluation; "
             f"ask for at most that many"
         )
-    return {
-        "train": iter(pools["train"]),
-        "eval": iter(pools["eval"]),
-        "train_size": len(pools["train"]),
-    }
+    return pools
 
 
 def _folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-_NEEDS = {"WordNet": "takes its sentences from"}
-
-
-def _missing_program(split: str) -> tuple[str, str] | None:
-    """``(program, install hint)`` if ``split`` needs a program (Festival, Flite) or data
-    (WordNet) not installed here."""
+def _missing_program(split: str) -> tuple[str, str, str] | None:
+    """``(program, what the split needs of it, install hint)`` if ``split`` needs a program
+    (Festival, Flite) or data (WordNet) not installed here."""
     if split in FESTIVAL_SPLITS and not festival_available():
-        return "Festival", FESTIVAL_INSTALL_HINT
+        return "Festival", "is spoken by Festival", FESTIVAL_INSTALL_HINT
     if split in FLITE_SPLITS and not flite_available():
-        return "Flite", FLITE_INSTALL_HINT
+        return "Flite", "is spoken by Flite", FLITE_INSTALL_HINT
     if split in NATURAL_SPLITS and not wordnet_available():
-        return "WordNet", WORDNET_INSTALL_HINT
+        return "WordNet", "takes its sentences from WordNet", WORDNET_INSTALL_HINT
     return None
 
 
@@ -328,12 +322,10 @@ def _makeable(missing: Sequence[str], named: bool) -> list[str]:
             makeable.append(split)
         elif named:
             raise FileNotFoundError(
-                f"split {split!r} {_NEEDS.get(program[0], 'is spoken by')} {program[0]}, "
-                f"which is not installed here: "
-                f"{program[1]}"
+                f"split {split!r} {program[1]}, which is not installed here: {program[2]}"
             )
         else:
-            logger.warning("%s is not installed: skipping %s (%s)", program[0], split, program[1])
+            logger.warning("%s is not installed: skipping %s (%s)", program[0], split, program[2])
     return makeable
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from asr.corpus.sentences import speakable_word
 from asr.text import normalise_text
 
 __all__ = [
@@ -51,8 +52,6 @@ WORDNET_INSTALL_HINT = (
 POOLS = ("train", "eval")
 _DATA_FILES = ("data.noun", "data.verb", "data.adj", "data.adv")
 _EXAMPLE = re.compile(r'"([^"]+)"')
-_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
-_VOWEL = re.compile(r"[aeiouy]")
 # Words espeak-ng reads as something else: Roman numerals ("iii": "the third") and "etc".
 _READ_OTHERWISE = re.compile(r"[ivx]{2,}|etc")
 _EVAL_SHARE = 5  # one sentence in five goes to the eval pool
@@ -87,13 +86,7 @@ def _fingerprint(folder: str) -> str:
 
 
 def _speakable(sentence: str) -> bool:
-    return all(
-        _WORD.fullmatch(w)
-        and _VOWEL.search(w)
-        and (len(w) > 1 or w in ("a", "i"))
-        and not _READ_OTHERWISE.fullmatch(w)
-        for w in sentence.split()
-    )
+    return all(speakable_word(w) and not _READ_OTHERWISE.fullmatch(w) for w in sentence.split())
 
 
 @functools.lru_cache(maxsize=4)

@@ -23,7 +23,7 @@ import numpy as np
 
 from asr.text import normalise_text
 
-__all__ = ["SentenceGenerator", "english_vocabulary"]
+__all__ = ["SentenceGenerator", "english_vocabulary", "speakable_word"]
 
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 _VOWEL = re.compile(r"[aeiouy]")
@@ -41,6 +41,13 @@ _AUXILIARIES = "will can could should would might must may did does".split()
 _COPULAS = "is was seems became remains looks".split()
 _QUESTION_WORDS = "what where why how who when which".split()
 _OPENERS = ("i think that", "they said that", "it is clear that", "we know that", "maybe")
+
+
+def speakable_word(word: str) -> bool:
+    """Whether a synthesiser reads ``word`` as the word written: letters with at most one
+    inner apostrophe, a vowel (which drops abbreviations espeak would spell out), and no
+    lone letter other than ``a``/``i``."""
+    return bool(_WORD.fullmatch(word) and _VOWEL.search(word) and (len(word) > 1 or word in ("a", "i")))
 
 
 @functools.lru_cache(maxsize=4)
@@ -72,12 +79,7 @@ def english_vocabulary(size: int) -> tuple[tuple[str, ...], np.ndarray]:
     candidates = wordfreq.top_n_list("en", max(3 * size, 1000))
     words: list[str] = []
     for word in candidates:
-        if (
-            _WORD.fullmatch(word)
-            and _VOWEL.search(word)
-            and (len(word) > 1 or word in ("a", "i"))
-            and normalise_text(word) == word
-        ):
+        if speakable_word(word) and normalise_text(word) == word:
             words.append(word)
             if len(words) == size:
                 break
