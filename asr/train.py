@@ -60,6 +60,9 @@ class TrainConfig:
     curriculum_updates: int = 2000  # early updates drawn only from short utterances
     curriculum_max_seconds: float = 3.0  # what counts as short during the curriculum
     eval_every: int = 1000  # updates between dev evaluations (and checkpoints)
+    # Wall minutes between extra saves of last.pt, so that a run killed without warning (a
+    # preempted machine, a session's end) loses at most this much; None: only at evaluations.
+    checkpoint_minutes: float | None = 10.0
     dev_utterances: int = 300  # dev utterances decoded at each evaluation
     seed: int = 0
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
@@ -85,6 +88,8 @@ class TrainConfig:
                 f"learning_rate and max_batch_seconds must be > 0; got {self.learning_rate}, "
                 f"{self.max_batch_seconds}"
             )
+        if self.checkpoint_minutes is not None and not self.checkpoint_minutes > 0:
+            raise ValueError(f"checkpoint_minutes must be > 0 or None; got {self.checkpoint_minutes}")
         if not 0.0 <= self.decay_start <= 1.0 or not 0.0 <= self.final_lr_fraction <= 1.0:
             raise ValueError(
                 f"decay_start and final_lr_fraction must be in [0, 1]; got {self.decay_start}, "
@@ -433,6 +438,8 @@ def train(
 
     end = config.max_updates if stop_at_update is None else min(stop_at_update, config.max_updates)
     deadline = math.inf if stop_after_seconds is None else started + stop_after_seconds
+    save_interval = math.inf if config.checkpoint_minutes is None else 60.0 * config.checkpoint_minutes
+    last_saved = time.perf_counter()
     model.train()
     # One loader thread decodes audio ahead of the update (soundfile releases the GIL), so a
     # GPU is not left waiting on the CPU; the batch order is the same as without it.
@@ -490,8 +497,11 @@ def train(
                     if epoch_ended:
                         break
                     continue
-                if update == end and not evaluate_now and update < config.max_updates:
-                    save("last", math.nan)  # interrupted between evaluations: keep the place
+                if not evaluate_now and (
+                        (update == end and update < config.max_updates)  # interrupted: keep the place
+                        or time.perf_counter() - last_saved >= save_interval):
+                    save("last", math.nan)
+                    last_saved = time.perf_counter()
                 if evaluate_now:
                     result = evaluate_batches(model, tokenizer, dev_batches)
                     stats.update(dev_wer=result.wer, dev_cer=result.cer)
@@ -499,6 +509,7 @@ def train(
                         best_wer = result.wer
                         save("best", result.wer)
                     save("last", result.wer)
+                    last_saved = time.perf_counter()
                     with open(run_dir / "history.jsonl", "a", encoding="utf-8") as f:
                         f.write(json.dumps({"update": update, "epoch": epoch, **stats}) + "\n")
                 if progress is not None:

@@ -83,6 +83,8 @@ def test_learning_rate_schedule():
 def test_bad_inputs(data, tmp_path):
     with pytest.raises(ValueError, match="max_updates must be >= 1; got 0"):
         TrainConfig(max_updates=0)
+    with pytest.raises(ValueError, match="checkpoint_minutes must be > 0 or None; got 0"):
+        TrainConfig(checkpoint_minutes=0)
     with pytest.raises(ValueError, match="got 0 train"):
         train(PRESETS["tiny"], _config(), [], data, tmp_path)
     with pytest.raises(ValueError, match="vocab_size"):
@@ -111,6 +113,28 @@ def test_time_limit_stops_resumably(data, tmp_path):
     assert first.updates == 1  # the deadline is checked after each update
     assert first.best_checkpoint.exists()  # and the stop is scored on dev like an evaluation point
     resumed = train(PRESETS["tiny"], _config(), data, data, tmp_path / "b")
+    straight = train(PRESETS["tiny"], _config(), data, data, tmp_path / "a")
+    assert resumed.updates == straight.updates == 6
+    a, _, _ = load_checkpoint(straight.last_checkpoint)
+    b, _, _ = load_checkpoint(resumed.last_checkpoint)
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(pa, pb, msg=name)
+
+
+def test_a_run_killed_between_evaluations_resumes_from_its_last_timed_save(data, tmp_path):
+    class Killed(Exception):
+        pass
+
+    def kill_at_five(update, total, stats):
+        if update == 5:
+            raise Killed
+
+    often = _config(checkpoint_minutes=1e-9)  # a timed save after every update
+    with pytest.raises(Killed):
+        train(PRESETS["tiny"], often, data, data, tmp_path / "b", progress=kill_at_five)
+    _, _, meta = load_checkpoint(tmp_path / "b" / "last.pt")
+    assert meta["updates"] == 5  # not 3, the last evaluation
+    resumed = train(PRESETS["tiny"], often, data, data, tmp_path / "b")
     straight = train(PRESETS["tiny"], _config(), data, data, tmp_path / "a")
     assert resumed.updates == straight.updates == 6
     a, _, _ = load_checkpoint(straight.last_checkpoint)
