@@ -8,6 +8,7 @@ import re
 from dataclasses import replace
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -631,3 +632,16 @@ def test_bench_train_parallel_refuses_settings_it_cannot_measure(capsys) -> None
             bench_train_parallel.main(argv)
         assert exit_info.value.code == 2
     assert "--cores >= 2" in capsys.readouterr().err
+
+
+def test_bench_reverb_simulated_rooms_start_at_the_direct_path_and_reach_their_rt60() -> None:
+    pytest.importorskip("pyroomacoustics")
+    from benchmarks.bench_reverb import response_facts, simulated_response
+
+    rng = np.random.default_rng(0)
+    for rt60 in (0.3, 0.6):
+        response = simulated_response(rt60, rng)
+        assert int(np.argmax(np.abs(response))) == 0
+        facts = response_facts(response)
+        assert facts["rt60"] == pytest.approx(rt60, rel=0.4)  # Sabine's formula is approximate
+        assert -20.0 < facts["drr_db"] < 20.0

@@ -15,9 +15,11 @@ from asr.corpus import SPLITS, CorpusConfig, default_cache_dir, ensure_corpus
 from asr.corpus.augment import (
     AugmentConfig,
     add_noise,
+    apply_response,
     augment,
     band_limit,
     reverberate,
+    room_response,
     speed_perturb,
 )
 from asr.corpus.build import corpus_key
@@ -134,6 +136,19 @@ def test_speed_filter_and_reverb_shapes() -> None:
     assert reverberate(x, 0.3, np.random.default_rng(0), 16000).shape == x.shape
     low = band_limit(np.sin(2 * np.pi * 60 * np.arange(16000) / 16000).astype(np.float32), 16000)
     assert np.max(np.abs(low)) < 0.05  # 60 Hz hum is outside the telephone band
+
+
+def test_room_response_decays_by_60_db_over_its_rt60_and_keeps_a_unit_direct_path() -> None:
+    response = room_response(0.4, np.random.default_rng(0), 16000)
+    assert response.shape == (6400,) and response[0] == 1.0 and not response[1:32].any()
+    # Schroeder's backward integral falls by 60 dB over rt60: -20 dB at a third of it.
+    energy = np.cumsum((response[32:] ** 2)[::-1])[::-1]
+    level = 10 * np.log10(energy / energy[0])
+    assert level[int(0.4 / 3 * 16000) - 32] == pytest.approx(-20.0, abs=1.5)
+    x = _speechlike()
+    np.testing.assert_allclose(apply_response(x, np.array([1.0])), x, atol=1e-6)  # a bare direct path: no change
+    wet = apply_response(x, response)
+    assert wet.shape == x.shape and np.max(np.abs(wet)) == pytest.approx(np.max(np.abs(x)), rel=1e-5)
 
 
 def test_augment_is_reproducible_and_describes_itself() -> None:

@@ -17,9 +17,11 @@ from asr.audio import resample
 __all__ = [
     "AugmentConfig",
     "add_noise",
+    "apply_response",
     "augment",
     "band_limit",
     "reverberate",
+    "room_response",
     "speed_perturb",
 ]
 
@@ -112,23 +114,37 @@ def add_noise(
     return (waveform + noise).astype(np.float32)
 
 
-def reverberate(
-    waveform: np.ndarray, rt60: float, rng: np.random.Generator, sample_rate: int
-) -> np.ndarray:
-    """Convolve with a synthetic room response: a direct path plus exponentially decaying noise."""
+def room_response(rt60: float, rng: np.random.Generator, sample_rate: int) -> np.ndarray:
+    """A synthetic room impulse response: a unit direct path, then exponentially decaying noise.
+
+    The tail's amplitude falls by 60 dB over ``rt60`` seconds and starts after 2 ms; its energy
+    against the direct path's is fixed by ``rt60`` (about -16 dB direct-to-reverberant at 0.4 s).
+    """
     length = max(int(rt60 * sample_rate), 1)
     t = np.arange(length) / sample_rate
-    # Amplitude falls by 60 dB over rt60 seconds; reflections start after ~2 ms.
     response = rng.standard_normal(length) * 10 ** (-3 * t / rt60) * 0.3
     response[: int(0.002 * sample_rate)] = 0.0
     response[0] = 1.0
-    n = waveform.shape[0] + length - 1
+    return response
+
+
+def apply_response(waveform: np.ndarray, response: np.ndarray) -> np.ndarray:
+    """Convolve with a room response whose direct path is at index 0, keeping the waveform's
+    length and its peak level."""
+    n = waveform.shape[0] + response.shape[0] - 1
     size = 1 << (n - 1).bit_length()
     wet = np.fft.irfft(np.fft.rfft(waveform, size) * np.fft.rfft(response, size), size)[
         : waveform.shape[0]
     ]
     peak = np.max(np.abs(wet)) or 1.0
     return (wet * (np.max(np.abs(waveform)) / peak)).astype(np.float32)
+
+
+def reverberate(
+    waveform: np.ndarray, rt60: float, rng: np.random.Generator, sample_rate: int
+) -> np.ndarray:
+    """Convolve with a :func:`room_response` of reverberation time ``rt60`` seconds."""
+    return apply_response(waveform, room_response(rt60, rng, sample_rate))
 
 
 def band_limit(
