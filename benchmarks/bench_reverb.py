@@ -21,7 +21,7 @@ ratio that varies with distance) and the simulator belongs in training. Dev data
 is a design choice (DESIGN.md §5).
 
 Run: ``python -m benchmarks.bench_reverb`` (needs ``pip install pyroomacoustics``: the
-``rooms`` extra).
+``compare`` extra).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def _simulator():
     try:
         import pyroomacoustics
     except ImportError as e:
-        raise SystemExit("bench_reverb needs pyroomacoustics: pip install -e '.[rooms]'") from e
+        raise SystemExit("bench_reverb needs pyroomacoustics: pip install -e '.[compare]'") from e
     return pyroomacoustics
 
 

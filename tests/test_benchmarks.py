@@ -645,3 +645,14 @@ def test_bench_reverb_simulated_rooms_start_at_the_direct_path_and_reach_their_r
         facts = response_facts(response)
         assert facts["rt60"] == pytest.approx(rt60, rel=0.4)  # Sabine's formula is approximate
         assert -20.0 < facts["drr_db"] < 20.0
+
+
+def test_bench_noise_measures_each_colours_power_law() -> None:
+    from asr.corpus.augment import coloured_noise
+    from benchmarks.bench_noise import LAW_DB_PER_OCTAVE, spectrum_facts
+
+    rng = np.random.default_rng(0)
+    for colour in ("white", "pink", "brown"):
+        facts = spectrum_facts(coloured_noise(80_000, colour, rng))
+        assert facts["slope_db_per_octave"] == pytest.approx(LAW_DB_PER_OCTAVE[colour], abs=0.2)
+    assert spectrum_facts(rng.standard_normal(80_000) ** 3)["excess_kurtosis"] > 10  # far from Gaussian

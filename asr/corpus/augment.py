@@ -20,6 +20,7 @@ __all__ = [
     "apply_response",
     "augment",
     "band_limit",
+    "coloured_noise",
     "reverberate",
     "room_response",
     "speed_perturb",
@@ -87,7 +88,12 @@ def speed_perturb(waveform: np.ndarray, factor: float, sample_rate: int) -> np.n
     return resample(waveform, round(sample_rate * factor), sample_rate).numpy()
 
 
-def _coloured_noise(length: int, colour: str, rng: np.random.Generator) -> np.ndarray:
+def coloured_noise(length: int, colour: str, rng: np.random.Generator) -> np.ndarray:
+    """Gaussian noise whose power falls as 1/f^0 (white), 1/f (pink) or 1/f^2 (brown).
+
+    Shaped in the frequency domain, the method of the ``colorednoise`` package; against it:
+    ``benchmarks/results/noise.json``.
+    """
     white = rng.standard_normal(length)
     if colour == "white":
         return white
@@ -108,7 +114,7 @@ def add_noise(
     """
     if colour not in _NOISE_COLOURS:
         raise ValueError(f"noise colour must be one of {_NOISE_COLOURS}; got {colour!r}")
-    noise = _coloured_noise(waveform.shape[0], colour, rng)
+    noise = coloured_noise(waveform.shape[0], colour, rng)
     signal_power = float(np.mean(waveform.astype(np.float64) ** 2)) or 1e-10
     noise *= np.sqrt(signal_power / (np.mean(noise**2) * 10 ** (snr_db / 10)))
     return (waveform + noise).astype(np.float32)
