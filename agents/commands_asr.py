@@ -67,6 +67,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--device", default="cpu", help="'cpu' or 'cuda' (default: %(default)s)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16: forward pass and loss under bfloat16 autocast, weights and optimiser in "
+                        "fp32 (default: %(default)s)")
     p.add_argument("--init-from", type=Path,
                    help="start a new run from this checkpoint's weights (same preset) instead of a random init")
     p.set_defaults(handler=_train_asr)
@@ -133,6 +136,7 @@ def _train_asr_process(args: argparse.Namespace, rank: int, world: int, device: 
         decay_start=args.decay_start,
         eval_every=args.eval_every,
         checkpoint_minutes=args.checkpoint_minutes,
+        precision=args.precision,
         dev_utterances=args.dev_utterances,
         curriculum_updates=args.curriculum_updates,
         curriculum_max_seconds=args.curriculum_seconds,

@@ -40,7 +40,10 @@ from asr.manifest import Utterance
 from asr.model import ASRConfig, ASRModel
 from asr.text import CharTokenizer
 
-__all__ = ["TrainConfig", "TrainResult", "check_device", "learning_rate", "train", "training_set_fingerprint"]
+__all__ = ["PRECISIONS", "TrainConfig", "TrainResult", "check_device", "learning_rate", "train", "training_set_fingerprint"]
+
+
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,10 @@ class TrainConfig:
     seed: int = 0
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
     device: str = "cpu"  # "cuda" (or "cuda:N") trains on a GPU; checkpoints are device-free
+    # "bf16": the model's forward pass and loss run under bfloat16 autocast (weights, gradients
+    # and the optimiser stay fp32; features and dev evaluations too). Cost and effect:
+    # benchmarks/results/train_precision.json.
+    precision: str = "fp32"
     # Knowledge distillation from a teacher model (train(..., teacher=...)): the loss is
     # (1 - w) · joint loss + w · T² · KL(teacher ‖ student) of the next-token distributions
     # along the reference prefixes, at temperature T. 0: no teacher.
@@ -75,6 +82,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_device(self.device)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}; got {self.precision!r}")
         if not 0.0 <= self.distill_weight <= 1.0 or not self.distill_temperature > 0:
             raise ValueError(
                 f"distill_weight must be in [0, 1] and distill_temperature > 0; got "
@@ -463,11 +472,12 @@ def train(
                     features = normalise_utterances(features, frames)
                     if config.specaugment is not None:
                         features = spec_augment(features, frames, config.specaugment, generator)
-                    loss, stats = joint_loss(
-                        model, features, frames, batch.targets.to(device), batch.target_lengths.to(device),
-                        config.label_smoothing, teacher, config.distill_weight, config.distill_temperature,
-                        part,
-                    )
+                    with torch.autocast(device.type, torch.bfloat16, enabled=config.precision == "bf16"):
+                        loss, stats = joint_loss(
+                            model, features, frames, batch.targets.to(device), batch.target_lengths.to(device),
+                            config.label_smoothing, teacher, config.distill_weight, config.distill_temperature,
+                            part,
+                        )
                     loss.backward()
                     stats["loss"] = loss.item()
                 if world > 1:  # sum the parts' gradients and losses; rank 0's clock decides for all

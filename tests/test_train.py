@@ -167,3 +167,18 @@ def test_distillation_from_itself_costs_nothing_and_from_another_model_pulls_tow
         train(PRESETS["tiny"], _config(distill_weight=0.5), data, data, tmp_path / "e")
     with pytest.raises(ValueError, match="distill_weight must be in \\[0, 1\\]"):
         TrainConfig(distill_weight=1.5)
+
+
+def test_bf16_training_keeps_fp32_weights_and_follows_the_fp32_run_closely(data, tmp_path):
+    fp32 = train(PRESETS["tiny"], _config(), data, data, tmp_path / "a")
+    bf16 = train(PRESETS["tiny"], _config(precision="bf16"), data, data, tmp_path / "b")
+    a, _, _ = load_checkpoint(fp32.last_checkpoint)
+    b, _, meta = load_checkpoint(bf16.last_checkpoint)
+    assert meta["train_config"]["precision"] == "bf16"
+    gaps = []
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert pb.dtype == torch.float32, name
+        gaps.append(((pa - pb).norm() / pa.norm().clamp_min(1e-8)).item())
+    assert 0.0 < max(gaps) < 0.05  # rounded differently, yet the same run
+    with pytest.raises(ValueError, match="precision must be one of"):
+        TrainConfig(precision="fp16")
