@@ -41,6 +41,13 @@ def _config(**kw):
     return TrainConfig(**{**base, **kw})
 
 
+def _assert_same_weights(path_a, path_b):
+    a, _, _ = load_checkpoint(path_a)
+    b, _, _ = load_checkpoint(path_b)
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(pa, pb, msg=name)
+
+
 def test_resume_matches_uninterrupted_run(data, tmp_path):
     model_config = PRESETS["tiny"]
     straight = train(model_config, _config(), data, data, tmp_path / "a")
@@ -115,10 +122,7 @@ def test_time_limit_stops_resumably(data, tmp_path):
     resumed = train(PRESETS["tiny"], _config(), data, data, tmp_path / "b")
     straight = train(PRESETS["tiny"], _config(), data, data, tmp_path / "a")
     assert resumed.updates == straight.updates == 6
-    a, _, _ = load_checkpoint(straight.last_checkpoint)
-    b, _, _ = load_checkpoint(resumed.last_checkpoint)
-    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
-        torch.testing.assert_close(pa, pb, msg=name)
+    _assert_same_weights(straight.last_checkpoint, resumed.last_checkpoint)
 
 
 def test_a_run_killed_between_evaluations_resumes_from_its_last_timed_save(data, tmp_path):
@@ -137,10 +141,7 @@ def test_a_run_killed_between_evaluations_resumes_from_its_last_timed_save(data,
     resumed = train(PRESETS["tiny"], often, data, data, tmp_path / "b")
     straight = train(PRESETS["tiny"], _config(), data, data, tmp_path / "a")
     assert resumed.updates == straight.updates == 6
-    a, _, _ = load_checkpoint(straight.last_checkpoint)
-    b, _, _ = load_checkpoint(resumed.last_checkpoint)
-    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
-        torch.testing.assert_close(pa, pb, msg=name)
+    _assert_same_weights(straight.last_checkpoint, resumed.last_checkpoint)
 
 
 def test_distillation_from_itself_costs_nothing_and_from_another_model_pulls_towards_it(data, tmp_path):
