@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-every", type=int, default=1000)
     p.add_argument("--checkpoint-minutes", type=float, default=10.0,
                    help="also save last.pt after this many wall minutes without a save, so a run killed "
-                        "without warning loses at most that much (default: %(default)s)")
+                        "without warning loses at most that much; 0: only at evaluations (default: %(default)s)")
     p.add_argument("--dev-utterances", type=int, default=300, help="dev utterances decoded per evaluation")
     p.add_argument("--curriculum-updates", type=int, default=2000, help="early updates drawn from short utterances only")
     p.add_argument("--curriculum-seconds", type=float, default=3.0, help="longest utterance during the curriculum")
@@ -135,7 +135,7 @@ def _train_asr_process(args: argparse.Namespace, rank: int, world: int, device: 
         warmup_updates=args.warmup,
         decay_start=args.decay_start,
         eval_every=args.eval_every,
-        checkpoint_minutes=args.checkpoint_minutes,
+        checkpoint_minutes=args.checkpoint_minutes or None,
         precision=args.precision,
         dev_utterances=args.dev_utterances,
         curriculum_updates=args.curriculum_updates,

@@ -176,7 +176,7 @@ class Attention(nn.Module):
             scores = keys + query
         energies = torch.matmul(self.energy.weight, scores.tanh_()).squeeze(1)  # (B, T')
         energies = energies.masked_fill(~mask, float("-inf"))
-        weights = torch.softmax(energies, dim=1)
+        weights = torch.softmax(energies.float(), dim=1)  # fp32 under bf16 autocast too
         context = torch.bmm(weights.unsqueeze(1), values).squeeze(1)
         return context, weights
 
@@ -258,7 +258,7 @@ class ASRModel(nn.Module):
     def ctc_log_probs(self, encoded: torch.Tensor) -> torch.Tensor:
         if self.ctc_head is None:
             raise ValueError("this model was built with ctc_weight=0 and has no CTC head")
-        return torch.log_softmax(self.ctc_head(encoded), dim=2)
+        return torch.log_softmax(self.ctc_head(encoded).float(), dim=2)  # fp32 under bf16 autocast too
 
     # -- decoder -------------------------------------------------------------------------
     def initial_state(self, encoded: torch.Tensor, lengths: torch.Tensor) -> dict[str, Any]:

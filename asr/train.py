@@ -70,9 +70,9 @@ class TrainConfig:
     seed: int = 0
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
     device: str = "cpu"  # "cuda" (or "cuda:N") trains on a GPU; checkpoints are device-free
-    # "bf16": the model's forward pass and loss run under bfloat16 autocast (weights, gradients
-    # and the optimiser stay fp32; features and dev evaluations too). Cost and effect:
-    # benchmarks/results/train_precision.json.
+    # "bf16": the model's forward pass (a distillation teacher's too) runs under bfloat16
+    # autocast; weights, gradients, the optimiser, features, softmaxes, losses and dev
+    # evaluations stay fp32. Cost and effect on the CPU: benchmarks/results/train_precision.json.
     precision: str = "fp32"
     # Knowledge distillation from a teacher model (train(..., teacher=...)): the loss is
     # (1 - w) · joint loss + w · T² · KL(teacher ‖ student) of the next-token distributions
@@ -231,8 +231,8 @@ def distillation_loss(
     with torch.no_grad():
         teacher_logits, _, _ = teacher(features, frames, targets)
     mask = targets[:, 1:] != CharTokenizer.blank_id
-    student = torch.log_softmax(logits[mask] / temperature, dim=-1)
-    target = torch.log_softmax(teacher_logits[mask] / temperature, dim=-1)
+    student = torch.log_softmax(logits[mask].float() / temperature, dim=-1)  # fp32 under bf16 autocast
+    target = torch.log_softmax(teacher_logits[mask].float() / temperature, dim=-1)
     kl = F.kl_div(student, target, log_target=True, reduction="batchmean")
     return kl * temperature**2
 

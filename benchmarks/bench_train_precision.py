@@ -1,11 +1,13 @@
-"""What bfloat16 autocast buys a training step of the default recogniser, and what it changes.
+"""What bfloat16 autocast buys a CPU training step of the default recogniser, and what it changes.
 
 ``train-asr --precision bf16`` runs the forward pass and the loss under bfloat16 autocast;
 weights, gradients and the optimiser stay fp32. On real training batches of the default
 corpus (``--batches`` of ``--batch-seconds`` of audio, the shipped weights), this measures:
 
-* the time of one forward and backward pass in fp32 and in bf16, interleaved, median of
-  ``--repeats`` (the ratio is the speed-up; nothing else may run on the machine);
+* the time of one forward and backward pass on the CPU in fp32 and in bf16, interleaved,
+  median of ``--repeats`` (the ratio is the speed-up; nothing else may run on the machine;
+  a whole update also reads audio, computes features, sums gradients and steps Adam, which
+  bf16 does not speed up; a GPU's bf16 is another matter, not measured here);
 * what bf16 changes: the loss's relative difference and the cosine similarity between the
   fp32 and bf16 gradients of all parameters (1.0: the same update direction), per batch.
 
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", type=Path, help="weights to start from (default: the shipped model)")
     parser.add_argument("--batches", type=int, default=4)
     parser.add_argument("--batch-seconds", type=float, default=80.0,
-                        help="audio per batch (80: one process's half of train-asr's 160-s batches)")
+                        help="audio per batch (80: one process's half of the shipped recipe's 160-s batches)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output-dir", type=Path, default=RESULTS)

@@ -18,6 +18,7 @@ from asr.corpus.augment import (
     apply_response,
     augment,
     band_limit,
+    coloured_noise,
     reverberate,
     room_response,
     speed_perturb,
@@ -149,6 +150,13 @@ def test_room_response_decays_by_60_db_over_its_rt60_and_keeps_a_unit_direct_pat
     np.testing.assert_allclose(apply_response(x, np.array([1.0])), x, atol=1e-6)  # a bare direct path: no change
     wet = apply_response(x, response)
     assert wet.shape == x.shape and np.max(np.abs(wet)) == pytest.approx(np.max(np.abs(x)), rel=1e-5)
+
+
+def test_an_unknown_noise_colour_is_refused_by_name() -> None:
+    for call in (lambda: coloured_noise(100, "blue", np.random.default_rng(0)),
+                 lambda: add_noise(_speechlike(), 10.0, np.random.default_rng(0), colour="blue")):
+        with pytest.raises(ValueError, match=r"noise colour must be one of \('white', 'pink', 'brown'\); got 'blue'"):
+            call()
 
 
 def test_augment_is_reproducible_and_describes_itself() -> None:

@@ -93,7 +93,12 @@ def coloured_noise(length: int, colour: str, rng: np.random.Generator) -> np.nda
 
     Shaped in the frequency domain, the method of the ``colorednoise`` package; against it:
     ``benchmarks/results/noise.json``.
+
+    Raises:
+        ValueError: for an unknown colour.
     """
+    if colour not in _NOISE_COLOURS:
+        raise ValueError(f"noise colour must be one of {_NOISE_COLOURS}; got {colour!r}")
     white = rng.standard_normal(length)
     if colour == "white":
         return white
@@ -112,8 +117,6 @@ def add_noise(
     Raises:
         ValueError: for an unknown colour.
     """
-    if colour not in _NOISE_COLOURS:
-        raise ValueError(f"noise colour must be one of {_NOISE_COLOURS}; got {colour!r}")
     noise = coloured_noise(waveform.shape[0], colour, rng)
     signal_power = float(np.mean(waveform.astype(np.float64) ** 2)) or 1e-10
     noise *= np.sqrt(signal_power / (np.mean(noise**2) * 10 ** (snr_db / 10)))
