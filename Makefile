@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/run_all.py --quick
 
 bench-full: $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[compare]'
 	$(PY) benchmarks/run_all.py
 
 clean:

@@ -35,6 +35,9 @@ FULL = [
     ["benchmarks.bench_lowrank"],
     ["benchmarks.bench_model"],
     ["benchmarks.bench_resample"],
+    ["benchmarks.bench_reverb"],  # these two need the 'compare' extra (make bench-full installs it)
+    ["benchmarks.bench_noise"],
+    ["benchmarks.bench_train_precision"],
     ["benchmarks.bench_env"],
     ["benchmarks.bench_subset"],
     ["benchmarks.bench_search"],
