@@ -192,6 +192,9 @@ def _train_asr_process(args: argparse.Namespace, rank: int, world: int, device: 
             stop_after_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes,
             **common,
         )
+    # Rank 0 still decodes dev and saves after the last update; the others wait for it here
+    # rather than tear the process group down under it (gloo aborts then, rarely).
+    distributed.barrier()
     if rank == 0:
         print(
             f"{result.updates} updates; best dev WER {result.best_dev_wer:.4f}; "
