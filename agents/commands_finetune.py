@@ -34,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
     """Optimisation options shared by ``finetune`` and ``search --iterative``."""
+    from agents.commands_asr import add_precision_argument
     from asr.finetune import FinetuneConfig
 
     d = FinetuneConfig(updates=1)
@@ -50,6 +51,8 @@ def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
                         "beside the reference loss, in [0, 1] (default: %(default)s)")
     p.add_argument("--distill-temperature", type=float, default=d.distill_temperature,
                    help="softmax temperature of the distillation term (default: %(default)s)")
+    if not any(a.dest == "precision" for a in p._actions):
+        add_precision_argument(p)
     if not any(a.dest == "threads" for a in p._actions):
         p.add_argument("--threads", type=int, help="torch CPU threads")
     if not any(a.dest == "device" for a in p._actions):
@@ -87,6 +90,7 @@ def finetune_config_from_args(args: argparse.Namespace, *, updates: int | None =
         device=args.device,
         distill_weight=args.distill_weight,
         distill_temperature=args.distill_temperature,
+        precision=args.precision,
     )
 
 

@@ -81,7 +81,8 @@ def rank_and_world() -> tuple[int, int]:
 @contextmanager
 def process_group_from_environment(device: str) -> Iterator[tuple[int, int, str]]:
     """Join the process group that ``torchrun`` describes in the environment, if any, for the
-    block; the group it joined is left again at the end, error or not.
+    block; the group it joined is left again at the end, error or not, and on a normal exit only
+    once every process has reached it.
 
     Yields ``(rank, world size, device)``: without ``WORLD_SIZE`` > 1 in the environment,
     ``(0, 1, device)`` and nothing is initialised; with it, the gloo backend on CPUs or nccl
@@ -111,6 +112,9 @@ def process_group_from_environment(device: str) -> Iterator[tuple[int, int, str]
     dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo", timeout=TIMEOUT)
     try:
         yield dist.get_rank(), dist.get_world_size(), device
+        # On a normal exit every rank waits here for the slowest (rank 0 decodes dev and saves
+        # after the last update) rather than tear the group down under it: gloo aborts then.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

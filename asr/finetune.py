@@ -57,7 +57,8 @@ __all__ = [
 ]
 
 FORMAT = "shrinkml-finetune/1"
-_MAY_CHANGE_ON_RESUME = ("threads",)
+# how the arithmetic runs, not what is trained: a run may resume under other settings
+_MAY_CHANGE_ON_RESUME = ("threads", "precision")
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,8 @@ class FinetuneConfig:
     # T² · KL(teacher ‖ student) beside the reference loss; 0: reference loss only.
     distill_weight: float = 0.0
     distill_temperature: float = 1.0
+    # "bf16": forward pass under bfloat16 autocast, as train-asr's --precision (asr.train.PRECISIONS)
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if (self.epochs is None) == (self.updates is None):
@@ -129,6 +132,7 @@ class FinetuneConfig:
             device=self.device,
             distill_weight=self.distill_weight,
             distill_temperature=self.distill_temperature,
+            precision=self.precision,
         )
 
     def to_dict(self) -> dict[str, Any]:

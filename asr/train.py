@@ -426,6 +426,7 @@ def train(
         return distributed.shares([len(tokenizer.encode(train_set[i].text)) + 1 for i in indices], rank, world)
 
     def save(kind: str, dev_wer: float) -> None:
+        nonlocal last_saved
         info = {**base_meta, "updates": update, "dev_wer": dev_wer, "best_dev_wer": best_wer}
         if kind == "best":
             save_model(best_path, model, tokenizer, info)
@@ -444,6 +445,7 @@ def train(
                 "augment_rng_state": generator.get_state(),
             },
         )
+        last_saved = time.perf_counter()
 
     end = config.max_updates if stop_at_update is None else min(stop_at_update, config.max_updates)
     deadline = math.inf if stop_after_seconds is None else started + stop_after_seconds
@@ -511,7 +513,6 @@ def train(
                         (update == end and update < config.max_updates)  # interrupted: keep the place
                         or time.perf_counter() - last_saved >= save_interval):
                     save("last", math.nan)
-                    last_saved = time.perf_counter()
                 if evaluate_now:
                     result = evaluate_batches(model, tokenizer, dev_batches)
                     stats.update(dev_wer=result.wer, dev_cer=result.cer)
@@ -519,7 +520,6 @@ def train(
                         best_wer = result.wer
                         save("best", result.wer)
                     save("last", result.wer)
-                    last_saved = time.perf_counter()
                     with open(run_dir / "history.jsonl", "a", encoding="utf-8") as f:
                         f.write(json.dumps({"update": update, "epoch": epoch, **stats}) + "\n")
                 if progress is not None:

@@ -75,3 +75,10 @@ def test_demo_runs_a_ppo_search_and_prints_the_comparison_table(tmp_path, capsys
     config = json.loads((tmp_path / "config.json").read_text())["config"]
     # The demo is the default search: its menu; WER is the score on the toy target (no distill there).
     assert (config["rank_menu"], config["score"], config["warm_start"]) == ("linear8", "wer", None)
+
+
+def test_the_command_line_offers_exactly_the_trainers_precisions():
+    from agents.commands_asr import PRECISION_CHOICES
+    from asr.train import PRECISIONS
+
+    assert PRECISION_CHOICES == PRECISIONS

@@ -134,8 +134,9 @@ def test_cli_finetunes_a_search_run_directory(corpus, tmp_path, capsys):
     code = main(["finetune", str(tmp_path / "search"), "--updates", "2", "--out", str(tmp_path / "ft"),
                  "--train-manifest", str(paths.manifest("train")), "--dev-manifest", str(paths.manifest("dev")),
                  "--test-manifest", str(paths.manifest("test")), "--test-utterances", "2", "--dev-utterances", "2",
-                 "--batch-seconds", "12", "--warmup", "1", "--threads", "1", "--json"])
+                 "--batch-seconds", "12", "--warmup", "1", "--threads", "1", "--precision", "bf16", "--json"])
     assert code == 0
+    assert json.loads((tmp_path / "ft" / "config.json").read_text())["config"]["precision"] == "bf16"
     result = json.loads(capsys.readouterr().out)
     assert result["updates"] == 2 and result["test_wer"] is not None and result["compression"] > 2.5
     assert (tmp_path / "ft" / "model.pt").is_file() and (tmp_path / "ft" / "history.jsonl").is_file()
@@ -147,6 +148,7 @@ def test_cli_finetunes_a_search_run_directory(corpus, tmp_path, capsys):
     (dict(epochs=-1.0), "epochs must be a number > 0; got -1.0"),
     (dict(updates=0), "updates must be an integer >= 1 or None; got 0"),
     (dict(updates=5, learning_rate=0.0), "learning_rate"),
+    (dict(updates=5, precision="fp16"), "precision must be one of"),
 ])
 def test_bad_configs_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
