@@ -410,10 +410,6 @@ def train(
     generator = torch.Generator().manual_seed(config.seed)
     if resumed_generator_state is not None:
         generator.set_state(resumed_generator_state)
-    if rank > 0:  # its own dropout and augmentation draws, reproducible from where it starts
-        rank_seed = (config.seed * 1_000_003 + rank) * 1_000_003 + update
-        torch.manual_seed(rank_seed)
-        generator.manual_seed(rank_seed)
     base_meta = {"train_config": config.to_dict(), "sample_rate": SAMPLE_RATE, **(meta or {})}
 
     def load(indices: list[int]) -> Batch | None:
@@ -464,6 +460,12 @@ def train(
                 part = batch_shares(batches[position])
                 if position + 1 < len(batches):  # read the next batch while this one trains
                     upcoming = loader.submit(load, batches[position + 1])
+                if rank > 0:
+                    # Its own dropout and augmentation draws, seeded afresh at every update: only
+                    # rank 0's random state is in last.pt, so a resumed run draws as an unbroken one.
+                    rank_seed = (config.seed * 1_000_003 + rank) * 1_000_003 + update
+                    torch.manual_seed(rank_seed)
+                    generator.manual_seed(rank_seed)
                 lr = learning_rate(config, update)
                 for group in optimiser.param_groups:
                     group["lr"] = lr
