@@ -68,6 +68,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--device", default="cpu", help="'cpu' or 'cuda' (default: %(default)s)")
     add_precision_argument(p)
+    p.add_argument("--nuclear-weight", type=float, default=0.0,
+                   help="decoupled nuclear-norm decay of the LSTM matrices, for a model that loses less to "
+                        "truncated SVD: each singular value is lowered by lr x this per update (asr.nuclear); "
+                        "0: off (default: %(default)s)")
+    p.add_argument("--nuclear-every", type=int, default=25,
+                   help="updates between the nuclear-norm decay's SVD steps (default: %(default)s)")
     p.add_argument("--init-from", type=Path,
                    help="start a new run from this checkpoint's weights (same preset) instead of a random init")
     p.set_defaults(handler=_train_asr)
@@ -148,6 +154,8 @@ def _train_asr_process(args: argparse.Namespace, rank: int, world: int, device: 
         eval_every=args.eval_every,
         checkpoint_minutes=args.checkpoint_minutes or None,
         precision=args.precision,
+        nuclear_weight=args.nuclear_weight,
+        nuclear_every=args.nuclear_every,
         dev_utterances=args.dev_utterances,
         curriculum_updates=args.curriculum_updates,
         curriculum_max_seconds=args.curriculum_seconds,

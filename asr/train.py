@@ -38,6 +38,7 @@ from asr.evaluate import evaluate_batches
 from asr.features import LogMelFrontend, SpecAugmentConfig, normalise_utterances, spec_augment
 from asr.manifest import Utterance
 from asr.model import ASRConfig, ASRModel
+from asr.nuclear import nuclear_norm, soft_threshold
 from asr.text import CharTokenizer
 
 __all__ = ["PRECISIONS", "TrainConfig", "TrainResult", "check_device", "learning_rate", "train", "training_set_fingerprint"]
@@ -79,9 +80,16 @@ class TrainConfig:
     # along the reference prefixes, at temperature T. 0: no teacher.
     distill_weight: float = 0.0
     distill_temperature: float = 1.0
+    # Decoupled nuclear-norm decay of the LSTM matrices (asr.nuclear), for a model that loses
+    # less to truncated SVD: every nuclear_every updates each singular value is lowered by
+    # lr · nuclear_weight · nuclear_every. 0: off.
+    nuclear_weight: float = 0.0
+    nuclear_every: int = 25
 
     def __post_init__(self) -> None:
         check_device(self.device)
+        if not (math.isfinite(self.nuclear_weight) and self.nuclear_weight >= 0.0):
+            raise ValueError(f"nuclear_weight must be a finite number >= 0; got {self.nuclear_weight!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}; got {self.precision!r}")
         if not 0.0 <= self.distill_weight <= 1.0 or not self.distill_temperature > 0:
@@ -89,7 +97,7 @@ class TrainConfig:
                 f"distill_weight must be in [0, 1] and distill_temperature > 0; got "
                 f"{self.distill_weight}, {self.distill_temperature}"
             )
-        for name in ("max_updates", "max_batch_size", "eval_every", "dev_utterances"):
+        for name in ("max_updates", "max_batch_size", "eval_every", "dev_utterances", "nuclear_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1; got {getattr(self, name)}")
         if self.learning_rate <= 0 or self.max_batch_seconds <= 0:
@@ -493,6 +501,10 @@ def train(
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 optimiser.step()
                 update += 1
+                if config.nuclear_weight > 0 and update % config.nuclear_every == 0:
+                    soft_threshold(model, lr * config.nuclear_weight * config.nuclear_every)
+                    if world > 1:  # the same step on every rank; rank 0's result, to the bit
+                        distributed.broadcast_parameters(model)
                 position += 1
                 if world == 1:
                     time_up = time.perf_counter() >= deadline
@@ -517,7 +529,7 @@ def train(
                     save("last", math.nan)
                 if evaluate_now:
                     result = evaluate_batches(model, tokenizer, dev_batches)
-                    stats.update(dev_wer=result.wer, dev_cer=result.cer)
+                    stats.update(dev_wer=result.wer, dev_cer=result.cer, nuclear_norm=nuclear_norm(model))
                     if result.wer < best_wer:
                         best_wer = result.wer
                         save("best", result.wer)

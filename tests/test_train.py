@@ -183,3 +183,19 @@ def test_bf16_training_keeps_fp32_weights_and_follows_the_fp32_run_closely(data,
     assert 0.0 < max(gaps) < 0.05  # rounded differently, yet the same run
     with pytest.raises(ValueError, match="precision must be one of"):
         TrainConfig(precision="fp16")
+
+
+def test_nuclear_norm_decay_lowers_the_lstm_matrices_nuclear_norm_and_is_logged(data, tmp_path):
+    train(PRESETS["tiny"], _config(), data, data, tmp_path / "a")
+    decayed = train(PRESETS["tiny"], _config(nuclear_weight=20.0, nuclear_every=2), data, data, tmp_path / "b")
+    logged = [[json.loads(line)["nuclear_norm"] for line in (tmp_path / run / "history.jsonl").read_text().splitlines()]
+              for run in ("a", "b")]
+    assert len(logged[0]) == len(logged[1]) == 2
+    assert logged[1][-1] < logged[0][-1]  # same data, seed and steps; only the decay differs
+    _, _, meta = load_checkpoint(decayed.last_checkpoint)
+    assert meta["train_config"]["nuclear_weight"] == 20.0
+    for bad in (dict(nuclear_weight=-1.0), dict(nuclear_weight=math.inf)):
+        with pytest.raises(ValueError, match="nuclear_weight must be a finite number >= 0"):
+            TrainConfig(**bad)
+    with pytest.raises(ValueError, match="nuclear_every must be >= 1; got 0"):
+        TrainConfig(nuclear_every=0)

@@ -115,8 +115,9 @@ def test_collectives_sum_gradients_and_values_and_share_rank_zeros_work(tmp_path
 
 
 def test_two_processes_train_to_the_weights_of_one(data, tmp_path):
-    single = train(EXACT, _config(specaugment=None), data, data, tmp_path / "one")
-    mp.spawn(_worker, args=(2, free_port(), data, tmp_path / "two", None), nprocs=2, join=True)
+    config = _config(specaugment=None, nuclear_weight=5.0, nuclear_every=2)  # with its SVD steps too
+    single = train(EXACT, config, data, data, tmp_path / "one")
+    mp.spawn(_worker, args=(2, free_port(), data, tmp_path / "two", None, None, EXACT, config), nprocs=2, join=True)
     a, _, meta_a = load_checkpoint(single.last_checkpoint)
     b, _, meta_b = load_checkpoint(tmp_path / "two" / "last.pt")
     assert meta_a["updates"] == meta_b["updates"] == 6
@@ -174,11 +175,12 @@ def test_train_asr_under_torchrun(data, tmp_path):
     done = _torchrun("train-asr", "--preset", "tiny", "--train-manifest", str(manifest), "--dev-manifest",
                      str(manifest), "--max-updates", "4", "--batch-seconds", "2", "--batch-size", "4",
                      "--warmup", "1", "--eval-every", "2", "--dev-utterances", "4", "--curriculum-updates", "0",
-                     "--run-dir", str(tmp_path / "run"))
+                     "--nuclear-weight", "3", "--nuclear-every", "2", "--run-dir", str(tmp_path / "run"))
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("4 updates; best dev WER") == 1  # rank 0 alone reports
     _, _, meta = load_checkpoint(tmp_path / "run" / "last.pt")
     assert meta["updates"] == 4 and meta["processes"] == 2
+    assert (meta["train_config"]["nuclear_weight"], meta["train_config"]["nuclear_every"]) == (3.0, 2)
 
 
 def test_finetune_under_torchrun(data, tmp_path):
