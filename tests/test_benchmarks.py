@@ -655,3 +655,22 @@ def test_bench_noise_measures_each_colours_power_law() -> None:
         facts = spectrum_facts(coloured_noise(80_000, colour, rng))
         assert facts["slope_db_per_octave"] == pytest.approx(LAW_DB_PER_OCTAVE[colour], abs=0.2)
     assert spectrum_facts(rng.standard_normal(80_000) ** 3)["excess_kurtosis"] > 10  # far from Gaussian
+
+
+def test_bench_compressibility_spectrum_counts_the_kept_energy_of_every_lstm_matrix() -> None:
+    from asr.model import PRESETS, ASRModel
+    from asr.nuclear import lstm_matrices
+    from benchmarks.bench_compressibility import spectrum
+
+    model = ASRModel(PRESETS["tiny"])
+    with torch.no_grad():
+        for i, (_, matrix) in enumerate(lstm_matrices(model)):
+            rows, cols = matrix.shape
+            u, v = torch.linalg.qr(torch.randn(rows, 2))[0], torch.linalg.qr(torch.randn(cols, 2))[0]
+            # singular values 3 and 1 (i even) or 1 and 1 (i odd): rank 1 keeps 0.9 or 0.5
+            matrix.copy_(u @ torch.diag(torch.tensor([3.0 if i % 2 == 0 else 1.0, 1.0])) @ v.T)
+    n = len(lstm_matrices(model))
+    got = spectrum(model, fractions=(1e-9, 1.0))
+    assert got["nuclear_norm"] == pytest.approx(sum(4.0 if i % 2 == 0 else 2.0 for i in range(n)), rel=1e-5)
+    assert got["energy_kept_at_1e-09"] == pytest.approx(sum(0.9 if i % 2 == 0 else 0.5 for i in range(n)) / n, rel=1e-5)
+    assert got["energy_kept_at_1"] == pytest.approx(1.0)
