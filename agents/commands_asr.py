@@ -112,7 +112,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 # asr.train.PRECISIONS, spelt out so that the command line starts without importing torch
-# (tests/test_cli.py checks that the two agree)
+# (tests/test_agents_cli.py checks that the two agree)
 PRECISION_CHOICES = ("fp32", "bf16")
 
 
