@@ -386,6 +386,10 @@ def train(
             raise ValueError(f"{last_path} holds a dense model, but the model to train is factorised; "
                              "use a new run directory")
         model.load_state_dict(payload["state_dict"])
+    dense = not is_factorised(model)
+    if config.nuclear_weight > 0 and not dense:
+        raise ValueError(f"nuclear_weight={config.nuclear_weight} decays a dense model's LSTM matrices; "
+                         "this model is factorised (its ranks are already fixed): use nuclear_weight=0")
     device = check_device(config.device)
     model = model.to(device)
     if world > 1:
@@ -529,7 +533,9 @@ def train(
                     save("last", math.nan)
                 if evaluate_now:
                     result = evaluate_batches(model, tokenizer, dev_batches)
-                    stats.update(dev_wer=result.wer, dev_cer=result.cer, nuclear_norm=nuclear_norm(model))
+                    stats.update(dev_wer=result.wer, dev_cer=result.cer)
+                    if dense:
+                        stats["nuclear_norm"] = nuclear_norm(model)
                     if result.wer < best_wer:
                         best_wer = result.wer
                         save("best", result.wer)

@@ -180,3 +180,12 @@ def test_bad_sources_and_run_directories_are_refused(corpus, tmp_path):
     with pytest.raises(ValueError, match="another model config"):
         wider = tiny_model(encoder_hidden_size=16)
         train(wider.config, TrainConfig(max_updates=2), *sets[:2], tmp_path / "x", init_from=model)
+
+
+def test_nuclear_norm_decay_of_a_factorised_model_is_refused(corpus, tmp_path):
+    _, split = corpus
+    _, model = _factorised()
+    config = TrainConfig(max_updates=1, nuclear_weight=1.0, max_batch_seconds=12.0, dev_utterances=1)
+    with pytest.raises(ValueError, match="this model is factorised"):
+        train(model.config, config, split["train"][:2], split["dev"][:1], tmp_path / "run", init_from=model)
+    assert not (tmp_path / "run" / "last.pt").exists()
