@@ -31,16 +31,13 @@ __all__ = ["lstm_matrices", "nuclear_norm", "soft_threshold"]
 
 
 def lstm_matrices(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
-    """The dense input and recurrent matrices of the model's compressible LSTM layers, in
-    episode order (the matrices ``shrinkml search`` factorises; factors of an already
-    factorised layer are not among them)."""
-    found = []
-    for path in model.compressible_layers():
-        layer = model.get_submodule(path)
-        for name, parameter in layer.named_parameters(recurse=False):
-            if name.startswith(("weight_ih", "weight_hh")) and parameter.dim() == 2:
-                found.append((f"{path}.{name}", parameter))
-    return found
+    """The input and recurrent matrices of a dense model's compressible LSTM layers, by
+    ``state_dict`` name: exactly those ``shrinkml search`` factorises, in episode order."""
+    # Imported here, as asr.checkpoint.is_factorised does: asr's modules load without the env package.
+    from shrinkml_env.compression.layers import all_matrices, describe_layers
+
+    matrices = all_matrices(describe_layers(model, model.compressible_layers()))
+    return [(m.key, model.get_parameter(m.key)) for m in matrices]
 
 
 @torch.no_grad()
