@@ -23,14 +23,13 @@ from pathlib import Path
 
 import torch
 
-from asr.calibration import check_calibration
+from asr.calibration import TeacherForcedCalibration, check_calibration, default_calibration
 from asr.checkpoint import load_checkpoint
 from asr.data import prepare_feature_batches
 from asr.default import default_checkpoint, load_split
 from asr.evaluate import evaluate_batches
 from asr.features import LogMelFrontend
 from asr.nuclear import lstm_matrices
-from asr.target import asr_target
 from benchmarks.common import (
     RESULTS,
     apply_quick_defaults,
@@ -74,15 +73,16 @@ def spectrum(model: torch.nn.Module, fractions: tuple[float, ...] = FRACTIONS) -
 
 def measure(checkpoint: Path, sizes: list[float], pool_start: int, pool_size: int) -> dict:
     """One checkpoint's row: spectrum, dense and uniformly compressed dev-pool WER."""
-    target = asr_target(checkpoint)
-    model, tokenizer = target.model, load_checkpoint(checkpoint)[1]
+    model, tokenizer, _ = load_checkpoint(checkpoint)
     pool = load_split("dev")[pool_start : pool_start + pool_size]
-    check_calibration(target.calibrate.utterances, dev_pool=pool)
+    calibration = default_calibration()  # the search's own calibration set, as asr.target uses it
+    check_calibration(calibration, evaluation=load_split("search"), dev_pool=pool)
+    calibrate = TeacherForcedCalibration(calibration, tokenizer)
     batches = prepare_feature_batches(pool, LogMelFrontend(), tokenizer)
-    layers = describe_layers(model, target.layers)
+    layers = describe_layers(model, model.compressible_layers())
     start = time.perf_counter()
     banks = {method: SVDBank.compute(model, layers, method=method, moments=None if method == "plain"
-                                     else input_moments(model, layers, target.calibrate)) for method in METHODS}
+                                     else input_moments(model, layers, calibrate)) for method in METHODS}
     bank_seconds = time.perf_counter() - start
     dense = evaluate_batches(model, tokenizer, batches).wer
     compressed = []
