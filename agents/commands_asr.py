@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run-dir", type=Path, default=Path("runs/asr-default"), help="checkpoints go here; an existing last.pt is resumed")
     p.add_argument("--train-manifest", type=Path, action="append",
                    help="training manifest; repeat it to train on several (default: the synthetic corpus' "
-                        "train split, and its train_flite split where Flite is installed)")
+                        "train and train_extra splits, and its train_flite split where Flite is installed)")
     p.add_argument("--dev-manifest", type=Path, help="dev manifest (default: the synthetic corpus' dev split)")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--max-updates", type=int, help="schedule length in updates (default: 20000)")

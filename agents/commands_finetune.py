@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     length.add_argument("--updates", type=int, help="optimiser steps instead of epochs")
     p.add_argument("--out", type=Path, help="run directory (default: runs/finetune/SOURCE-…); rerunning on it resumes")
     p.add_argument("--train-manifest", type=Path,
-                   help="training manifest (default: the synthetic corpus' training data, train and train_flite)")
+                   help="training manifest (default: the synthetic corpus' training data: train, train_extra, train_flite)")
     p.add_argument("--dev-manifest", type=Path, help="dev manifest (default: the synthetic corpus' dev split)")
     p.add_argument("--test-manifest", type=Path, help="test manifest (default: the synthetic corpus' test split)")
     p.add_argument("--test-utterances", type=int, help="only the first N test utterances")

@@ -152,7 +152,7 @@ def default_asr_data(test_utterances: int | None = None,
                      progress: Callable[[int, int], None] | None = None) -> ASRData:
     """The default corpus' splits and the shipped search subset (generated on first use).
 
-    Training data: ``train`` and, where made, ``train_flite`` (:func:`asr.default.training_manifests`).
+    Training data: ``train``, ``train_extra`` and, where made, ``train_flite`` (:func:`asr.default.training_manifests`).
     """
     from asr.calibration import default_calibration
     from asr.default import load_split, load_training_data

@@ -39,6 +39,7 @@ NAMED_SPLITS = (
     "cross_synth",
     "train_flite",
     "natural",
+    "train_extra",
     "search",
 )
 
@@ -70,16 +71,17 @@ def split_manifest(split: str, progress: Callable[[int, int], None] | None = Non
 def training_manifests(progress: Callable[[int, int], None] | None = None) -> list[Path]:
     """Manifests of the default corpus's training data, generating them on first use.
 
-    ``train`` (espeak-ng) and ``train_flite`` (a second synthesiser's voices) where Flite is
-    installed or the split is already made; otherwise a warning is logged and ``train``
-    alone is used.
+    ``train`` and ``train_extra`` (espeak-ng), and ``train_flite`` (a second synthesiser's
+    voices) where Flite is installed or the split is already made; otherwise a warning is
+    logged and the espeak-ng splits alone are used.
     """
     from asr.corpus import ensure_corpus
     from asr.corpus.config import FLITE_SPLITS
     from asr.corpus.flite import FLITE_INSTALL_HINT, flite_available
 
-    paths = ensure_corpus(progress=progress, splits=("train",))
-    splits = ["train"]
+    espeak = ("train", "train_extra")
+    paths = ensure_corpus(progress=progress, splits=espeak)
+    splits = list(espeak)
     for split in FLITE_SPLITS:
         if paths.manifest(split).is_file() or flite_available():
             splits.append(split)

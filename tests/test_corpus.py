@@ -6,6 +6,7 @@ import hashlib
 import importlib.util
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from asr.corpus.augment import (
     speed_perturb,
 )
 from asr.corpus.build import corpus_key
-from asr.corpus.config import FESTIVAL_SPLITS, FLITE_SPLITS, NATURAL_SPLITS
+from asr.corpus.config import FESTIVAL_SPLITS, FLITE_SPLITS, NATURAL_SPLITS, TRAINING_SPLITS
 from asr.corpus.festival import festival_available
 from asr.corpus.flite import FLITE_VOICES, FliteVoice, flite_available
 from asr.corpus.natural import natural_sentences, wordnet_available, wordnet_fingerprint
@@ -305,9 +306,19 @@ def test_tiny_corpus_splits_are_disjoint_and_unseen_voices_are_new(tiny_corpora)
     for split in set(NATURAL_SPLITS) & set(made):  # people's sentences, never training's pool
         assert texts[split] <= set(natural_sentences("eval", config.seed, config.min_words, config.max_words))
         assert paths.info()["wordnet"] == {split: wordnet_fingerprint()}  # what they came from
-    for split in set(FLITE_SPLITS) & set(made):  # shaped like train: described like train
+    for split in set(TRAINING_SPLITS) & set(made):  # shaped for training: described so
         assert all({"augment", "voice_transform"} <= set(u.extra) for u in manifests[split])
     assert paths.info()["splits"]["train"]["utterances"] == config.train_utterances
+
+
+@needs_espeak
+def test_a_split_added_last_moves_no_other_splits_sentences_voices_or_seeds(monkeypatch) -> None:
+    from asr.corpus.build import _plan
+
+    config = replace(CorpusConfig.tiny(), train_extra_utterances=30)
+    with_extra = [item for item in _plan(config) if item.split != "train_extra"]
+    monkeypatch.setattr("asr.corpus.build.SPLITS", tuple(s for s in SPLITS if s != "train_extra"))
+    assert with_extra == _plan(config)  # the corpus as it was before train_extra existed
 
 
 @needs_espeak
@@ -354,7 +365,7 @@ def test_an_interrupted_generation_leaves_no_split_behind(tmp_path) -> None:
             ValueError,
             r"unknown split 'validation' in splits=\('dev', "
             r"'validation'\); accepted: train, dev, test, unseen, trimmed, cross_synth, train_flite, "
-            r"natural",
+            r"natural, train_extra",
         ),
         ([], ValueError, r"splits is empty; name some of train, dev, test, unseen, trimmed"),
         ("test", TypeError, r"not a string; got 'test': pass \('test',\)"),

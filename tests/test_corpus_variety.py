@@ -84,3 +84,13 @@ def test_voice_transformation_changes_the_voice_and_keeps_the_length() -> None:
     freqs = np.fft.rfftfreq(out[2000:-2000].shape[0], 1 / RATE)
     band = (freqs > 60) & (freqs < 400)
     assert 200 < freqs[band][np.argmax(spectrum[band])] < 280
+
+
+@pytest.mark.skipif(importlib.util.find_spec("parselmouth") is None, reason="praat-parselmouth missing")
+def test_speech_praat_cannot_transform_is_kept_as_it_is_with_the_same_draws() -> None:
+    short = np.sin(np.arange(160) * 0.1).astype(np.float32)  # 10 ms: too short for a 60-Hz analysis
+    rng, same = np.random.default_rng(3), np.random.default_rng(3)
+    out, description = transform_voice(short, RATE, VarietyConfig(), rng)
+    assert out is short and description == "none-praat-failed"
+    transform_voice(np.zeros(RATE, np.float32), RATE, VarietyConfig(), same)
+    assert rng.random() == same.random()  # what follows in the corpus draws the same numbers

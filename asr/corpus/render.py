@@ -4,7 +4,7 @@ An :class:`Item` is one planned utterance (text, voice, seeds); a :class:`Task` 
 of them rendered by one fresh worker process (:func:`render`), because libespeak-ng carries
 state from one utterance to the next. What each split's audio looks like:
 
-* ``train`` and ``train_flite``: the synthesiser's own silence removed, then varied onset
+* ``train``, ``train_extra`` and ``train_flite``: the synthesiser's own silence removed, then varied onset
   and offset (none, cut, or up to 0.6 s), half the voices transformed in pitch and
   formants, 60 % augmented (noise, speed, reverberation, band limits), peak level
   log-uniform over 0.03–0.95;

@@ -136,7 +136,10 @@ def transform_voice(
 
     Returns:
         ``(waveform, description)``, e.g. ``"voice-f1.12-p210-r0.8"``; the waveform has the
-        same length (the duration factor is 1).
+        same length (the duration factor is 1). Where Praat cannot transform the speech
+        (too short to analyse, or a pitch contour it cannot resynthesise: a few in 10,000
+        utterances), ``speech`` itself and ``"none-praat-failed"``; the random draws are
+        the same either way, so the rest of the corpus does not move.
 
     Raises:
         ImportError: if ``praat-parselmouth`` (the ``corpus`` extra) is missing.
@@ -155,7 +158,10 @@ def transform_voice(
     with warnings.catch_warnings():
         # Whispered voices have no voiced frames: Praat then shifts the formants only.
         warnings.simplefilter("ignore", parselmouth.PraatWarning)
-        changed = call(sound, "Change gender", 60, 600, formant, pitch, depth, 1.0)
+        try:
+            changed = call(sound, "Change gender", 60, 600, formant, pitch, depth, 1.0)
+        except parselmouth.PraatError:
+            return speech, "none-praat-failed"
     out = np.asarray(changed.values[0], dtype=np.float32)
     if out.shape[0] != speech.shape[0]:  # Praat may round the duration by a sample or two
         out = np.pad(out, (0, max(speech.shape[0] - out.shape[0], 0)))[: speech.shape[0]]
