@@ -17,8 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     length.add_argument("--epochs", type=float, help="passes over the training set")
     length.add_argument("--updates", type=int, help="optimiser steps instead of epochs")
     p.add_argument("--out", type=Path, help="run directory (default: runs/finetune/SOURCE-…); rerunning on it resumes")
-    p.add_argument("--train-manifest", type=Path,
-                   help="training manifest (default: the synthetic corpus' training data: train, train_extra, train_flite)")
+    p.add_argument("--train-manifest", type=Path, action="append",
+                   help="training manifest; repeat it to train on several (default: the synthetic corpus' "
+                        "training data: train, train_extra, train_flite)")
     p.add_argument("--dev-manifest", type=Path, help="dev manifest (default: the synthetic corpus' dev split)")
     p.add_argument("--test-manifest", type=Path, help="test manifest (default: the synthetic corpus' test split)")
     p.add_argument("--test-utterances", type=int, help="only the first N test utterances")
@@ -114,15 +115,20 @@ def _utterances(manifest: Path | None, split: str):
     from asr.manifest import read_manifest
 
     if manifest is None:
-        if split == "train":
-            from asr.default import load_training_data
-
-            return load_training_data()
         return load_split(split)
     read = read_manifest(manifest, check_audio=False)
     if read.skipped:
         print(f"{manifest}: skipped {len(read.skipped)} bad lines (first: {read.skipped[0]})", file=sys.stderr)
     return read.utterances
+
+
+def _training_utterances(manifests: list[Path] | None):
+    """Every ``--train-manifest`` in order, or the default corpus' training data."""
+    if not manifests:
+        from asr.default import load_training_data
+
+        return load_training_data()
+    return [u for manifest in manifests for u in _utterances(manifest, "train")]
 
 
 def _teacher(teacher: Path | None, source: Path):
@@ -166,7 +172,7 @@ def _finetune_process(args: argparse.Namespace, rank: int) -> int:
     # Rank 0 makes the default corpus if it is missing and chooses the data for every process.
     test, train_set, dev_set = distributed.run_on_rank_zero(lambda: (
         _utterances(args.test_manifest, "test")[: args.test_utterances],
-        _utterances(args.train_manifest, "train"),
+        _training_utterances(args.train_manifest),
         _utterances(args.dev_manifest, "dev"),
     ))
     teacher = _teacher(args.teacher, args.source) if config.distill_weight > 0 else None

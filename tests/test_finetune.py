@@ -142,6 +142,15 @@ def test_cli_finetunes_a_search_run_directory(corpus, tmp_path, capsys):
     assert (tmp_path / "ft" / "model.pt").is_file() and (tmp_path / "ft" / "history.jsonl").is_file()
 
 
+def test_cli_trains_on_every_train_manifest_given_in_order(corpus):
+    from agents.commands_finetune import _training_utterances
+
+    paths, _ = corpus
+    train, dev = paths.manifest("train"), paths.manifest("dev")
+    got = _training_utterances([train, dev])
+    assert [u.id for u in got] == [u.id for u in read_manifest(train).utterances + read_manifest(dev).utterances]
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(), "exactly one of epochs and updates"),
     (dict(epochs=1, updates=3), "exactly one of epochs and updates"),
