@@ -1,7 +1,9 @@
 """The embedded default: shipped checkpoint, its corpus splits and its search subset.
 
 Each split of the default corpus is generated on its first use (see :mod:`asr.corpus`); the
-shipped model was trained on its ``train`` split. The search subset is a list of ``dev``
+shipped model was trained on its ``train`` and ``train_extra`` splits. :data:`NAMED_SPLITS`
+spells out the corpus' splits (kept equal to :data:`asr.corpus.SPLITS` by a test, so that
+building the command line does not import the corpus package) and ``search``. The search subset is a list of ``dev``
 utterance ids chosen so that its WER ranks compressed models the way the full dev set does.
 """
 
