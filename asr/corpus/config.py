@@ -63,7 +63,7 @@ _UNSEEN_VARIANTS = (
 class CorpusConfig:
     """Everything that determines the synthetic corpus; equal configs give identical corpora.
 
-    The defaults give about 25 hours of training speech (4.3 s per utterance on average)
+    The defaults give about 25 hours of ``train`` speech (4.3 s per utterance on average)
     over a 20,000-word vocabulary, spoken by 6 accents × 91 variants at varied rate and
     pitch, half of them further transformed in pitch and formants, with varied onsets,
     offsets and levels, and 60% of training utterances augmented; dev, test and unseen hold
