@@ -2,9 +2,8 @@
 
 Each split of the default corpus is generated on its first use (see :mod:`asr.corpus`); the
 shipped model was trained on its ``train`` and ``train_extra`` splits. :data:`NAMED_SPLITS`
-spells out the corpus' splits (kept equal to :data:`asr.corpus.SPLITS` by a test, so that
-building the command line does not import the corpus package) and ``search``. The search subset is a list of ``dev``
-utterance ids chosen so that its WER ranks compressed models the way the full dev set does.
+is the corpus' splits and ``search``. The search subset is a list of ``dev`` utterance ids
+chosen so that its WER ranks compressed models the way the full dev set does.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from asr.corpus.config import SPLITS
 from asr.manifest import Utterance, read_manifest
 
 __all__ = [
@@ -32,18 +32,7 @@ logger = logging.getLogger(__name__)
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 DEFAULT_CHECKPOINT = PRETRAINED_DIR / "default.pt"
 SEARCH_SUBSET = PRETRAINED_DIR / "search_subset.json"
-NAMED_SPLITS = (
-    "train",
-    "dev",
-    "test",
-    "unseen",
-    "trimmed",
-    "cross_synth",
-    "train_flite",
-    "natural",
-    "train_extra",
-    "search",
-)
+NAMED_SPLITS = (*SPLITS, "search")
 
 
 def default_checkpoint() -> Path:
@@ -63,7 +52,7 @@ def default_checkpoint() -> Path:
 
 def split_manifest(split: str, progress: Callable[[int, int], None] | None = None) -> Path:
     """Manifest of a default-corpus split, generating that split (only) on first use."""
-    from asr.corpus import SPLITS, ensure_corpus
+    from asr.corpus import ensure_corpus
 
     if split not in SPLITS:
         raise ValueError(f"unknown corpus split {split!r}; accepted: {', '.join(SPLITS)}")

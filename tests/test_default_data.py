@@ -28,10 +28,3 @@ def test_training_data_adds_flite_where_it_is_installed_or_already_made(monkeypa
     made.write_text("")
     monkeypatch.setattr("asr.corpus.ensure_corpus", lambda progress=None, splits=None: CorpusPaths(tmp_path))
     assert training_manifests() == [tmp_path / "train.jsonl", tmp_path / "train_extra.jsonl", made]
-
-
-def test_named_splits_are_the_corpus_splits_and_the_search_subset():
-    from asr.corpus import SPLITS
-    from asr.default import NAMED_SPLITS
-
-    assert NAMED_SPLITS == (*SPLITS, "search")
