@@ -87,6 +87,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--beam", type=int, default=0, help="beam size (0: greedy decoding)")
     p.add_argument("--ctc-weight", type=float, default=None,
                    help="with --beam: joint CTC/attention beam search with this CTC weight (e.g. 0.3)")
+    p.add_argument("--ctc-only", action="store_true",
+                   help="decode with the CTC head's best path alone (no attention decoder)")
     p.add_argument("--device", default="cpu", help="'cpu' or 'cuda' (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=_evaluate)
@@ -222,7 +224,7 @@ def _train_asr_process(args: argparse.Namespace, rank: int, world: int, device: 
 def _evaluate(args: argparse.Namespace) -> int:
     from asr.checkpoint import load_checkpoint
     from asr.data import prepare_feature_batches
-    from asr.decoding import BeamConfig
+    from asr.decoding import BeamConfig, CTCBestPath
     from asr.default import default_checkpoint, load_split
     from asr.evaluate import evaluate_batches
     from asr.features import LogMelFrontend
@@ -246,15 +248,20 @@ def _evaluate(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     batches = prepare_feature_batches(utterances, LogMelFrontend(), tokenizer)
     feature_seconds = time.perf_counter() - started
+    if args.ctc_only and (args.beam or args.ctc_weight is not None):
+        raise ValueError("--ctc-only decodes the CTC head's best path, with no beam: drop --beam / --ctc-weight")
     if args.ctc_weight is not None and not args.beam:
         raise ValueError(f"--ctc-weight {args.ctc_weight} needs --beam N (N >= 1): it weighs the beam search")
-    if args.beam and args.ctc_weight is not None:
-        beam = JointConfig(beam_size=args.beam, ctc_weight=args.ctc_weight)
+    decoder: BeamConfig | JointConfig | CTCBestPath | None
+    if args.ctc_only:
+        decoder, decoding = CTCBestPath(), "ctc-best-path"
+    elif args.beam and args.ctc_weight is not None:
+        decoder = JointConfig(beam_size=args.beam, ctc_weight=args.ctc_weight)
         decoding = f"joint-beam{args.beam}-ctc{args.ctc_weight:g}"
     else:
-        beam = BeamConfig(beam_size=args.beam) if args.beam else None
+        decoder = BeamConfig(beam_size=args.beam) if args.beam else None
         decoding = f"beam{args.beam}" if args.beam else "greedy"
-    result = evaluate_batches(model, tokenizer, batches, beam, _progress_bar("decoding", "utt"))
+    result = evaluate_batches(model, tokenizer, batches, decoder, _progress_bar("decoding", "utt"))
     report = {
         "checkpoint": str(checkpoint),
         "data": source,

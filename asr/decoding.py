@@ -14,7 +14,13 @@ import torch
 from asr.model import ASRModel
 from asr.text import CharTokenizer
 
-__all__ = ["BeamConfig", "beam_search", "ctc_greedy", "greedy_decode"]
+__all__ = ["BeamConfig", "CTCBestPath", "beam_search", "ctc_greedy", "greedy_decode"]
+
+
+@dataclass(frozen=True)
+class CTCBestPath:
+    """Decoding by the encoder's CTC head alone (:func:`ctc_greedy`): no attention decoder,
+    no beam. What the encoder has learnt, without the decoder's language model."""
 
 
 @torch.inference_mode()

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from asr.data import FeatureBatch
-from asr.decoding import BeamConfig, beam_search, greedy_decode
+from asr.decoding import BeamConfig, CTCBestPath, beam_search, ctc_greedy, greedy_decode
 from asr.joint_decoding import JointConfig, joint_beam_search
 from asr.metrics import ErrorRates, error_rates, word_errors
 from asr.model import ASRModel
@@ -54,14 +54,15 @@ def decode_batches(
     model: ASRModel,
     tokenizer: CharTokenizer,
     batches: Sequence[FeatureBatch],
-    beam: BeamConfig | JointConfig | None = None,
+    decoder: BeamConfig | JointConfig | CTCBestPath | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[str]:
     """Transcripts of every utterance in ``batches``, in order.
 
-    Greedy unless ``beam`` is given: a :class:`BeamConfig` for attention-only beam search, a
-    :class:`JointConfig` for joint CTC/attention beam search. ``progress(done, total)`` is
-    called after each batch, in utterances.
+    Greedy attention decoding unless ``decoder`` is given: a :class:`BeamConfig` for
+    attention-only beam search, a :class:`JointConfig` for joint CTC/attention beam search,
+    :class:`CTCBestPath` for the CTC head's best path. ``progress(done, total)`` is called
+    after each batch, in utterances.
     """
     was_training = model.training
     model.eval()
@@ -71,12 +72,14 @@ def decode_batches(
     try:
         for batch in batches:
             features, frames = batch.features.to(device), batch.frames.to(device)
-            if beam is None:
+            if decoder is None:
                 ids = greedy_decode(model, features, frames)
-            elif isinstance(beam, JointConfig):
-                ids = joint_beam_search(model, features, frames, beam)
+            elif isinstance(decoder, CTCBestPath):
+                ids = ctc_greedy(model, features, frames)
+            elif isinstance(decoder, JointConfig):
+                ids = joint_beam_search(model, features, frames, decoder)
             else:
-                ids = beam_search(model, features, frames, beam)
+                ids = beam_search(model, features, frames, decoder)
             hypotheses.extend(tokenizer.decode(row) for row in ids)
             if progress is not None:
                 progress(len(hypotheses), total)
@@ -96,12 +99,12 @@ def evaluate_batches(
     model: ASRModel,
     tokenizer: CharTokenizer,
     batches: Sequence[FeatureBatch],
-    beam: BeamConfig | JointConfig | None = None,
+    decoder: BeamConfig | JointConfig | CTCBestPath | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Evaluation:
-    """Decode and score; WER/CER as fractions (``beam`` and ``progress`` as in :func:`decode_batches`)."""
+    """Decode and score; WER/CER as fractions (``decoder`` and ``progress`` as in :func:`decode_batches`)."""
     start = time.perf_counter()
-    hypotheses = decode_batches(model, tokenizer, batches, beam, progress)
+    hypotheses = decode_batches(model, tokenizer, batches, decoder, progress)
     seconds = time.perf_counter() - start
     references = [t for b in batches for t in b.texts]
     return Evaluation(

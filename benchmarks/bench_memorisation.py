@@ -17,21 +17,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 
 from asr.checkpoint import load_checkpoint
-from asr.data import FeatureBatch, prepare_feature_batches
-from asr.decoding import ctc_greedy, greedy_decode
+from asr.data import prepare_feature_batches
+from asr.decoding import CTCBestPath
 from asr.default import default_checkpoint, load_split
+from asr.evaluate import evaluate_batches
 from asr.features import LogMelFrontend
-from asr.metrics import error_rates
-from asr.text import CharTokenizer
 from benchmarks.common import RESULTS, apply_quick_defaults, run_metadata, write_result
 
-DECODERS: dict[str, Callable] = {"attention": greedy_decode, "ctc": ctc_greedy}
+DECODERS = {"attention": None, "ctc": CTCBestPath()}  # greedy attention; CTC best path
 QUICK = {"limit": 30, "output_dir": RESULTS / "quick"}
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -44,26 +42,16 @@ parser.add_argument("--quick", action="store_true", help="a small smoke run")
 parser.add_argument("--output-dir", type=Path, default=RESULTS)
 
 
-def decoded_rates(model: torch.nn.Module, tokenizer: CharTokenizer, batches: Sequence[FeatureBatch],
-                  decode: Callable) -> dict[str, float]:
-    """WER and CER of ``decode(model, features, frames)`` (token-id lists) over ``batches``."""
-    model.eval()
-    references, hypotheses = [], []
-    for batch in batches:
-        references.extend(batch.texts)
-        hypotheses.extend(tokenizer.decode(ids) for ids in decode(model, batch.features, batch.frames))
-    rates = error_rates(references, hypotheses)
-    return {"wer": rates.wer, "cer": rates.cer}
-
-
 def measure(checkpoint: Path, splits: list[str], limit: int) -> dict:
     """One checkpoint's row: per split, per decoder, WER and CER."""
     model, tokenizer, _ = load_checkpoint(checkpoint)
     row: dict = {"checkpoint": str(checkpoint), "splits": {}}
     for split in splits:
         batches = prepare_feature_batches(load_split(split)[:limit], LogMelFrontend(), tokenizer)
-        row["splits"][split] = {name: decoded_rates(model, tokenizer, batches, decode)
-                                for name, decode in DECODERS.items()}
+        row["splits"][split] = {}
+        for name, decoder in DECODERS.items():
+            rates = evaluate_batches(model, tokenizer, batches, decoder).rates
+            row["splits"][split][name] = {"wer": rates.wer, "cer": rates.cer}
     return row
 
 

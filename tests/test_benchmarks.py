@@ -675,24 +675,3 @@ def test_bench_compressibility_spectrum_counts_the_kept_energy_of_every_lstm_mat
     assert got["energy_kept_at_1e-09"] == pytest.approx(sum(0.9 if i % 2 == 0 else 0.5 for i in range(n)) / n, rel=1e-5)
     assert got["energy_kept_at_1"] == pytest.approx(1.0)
 
-
-def test_bench_memorisation_scores_each_decoders_output_against_its_own_batchs_texts() -> None:
-    from asr.data import FeatureBatch
-    from asr.text import CharTokenizer
-    from benchmarks.bench_memorisation import decoded_rates
-
-    tokenizer = CharTokenizer()
-    texts = [["the cat sat", "a dog"], ["one two three four"]]
-    heard = {0: "the cat sat", 1: "a dog", 2: "one two three for"}  # one word of nine wrong
-
-    def batch(first: int, rows: list[str]) -> FeatureBatch:
-        features = torch.arange(first, first + len(rows), dtype=torch.float32).view(-1, 1, 1)
-        return FeatureBatch(features, torch.ones(len(rows), dtype=torch.long), [f"u{i}" for i in range(len(rows))],
-                            rows, torch.zeros(len(rows), 1, dtype=torch.long))
-
-    def decode(model, features, frames):  # what the model "heard" for each row
-        return [tokenizer.encode(heard[int(v)]) for v in features[:, 0, 0]]
-
-    got = decoded_rates(torch.nn.Linear(1, 1), tokenizer, [batch(0, texts[0]), batch(2, texts[1])], decode)
-    assert got["wer"] == pytest.approx(1 / 9)
-    assert 0 < got["cer"] < got["wer"]

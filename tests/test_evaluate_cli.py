@@ -7,10 +7,13 @@ import json
 import numpy as np
 import pytest
 import soundfile
+import torch
 
 from agents.cli import main
 from asr.checkpoint import save_checkpoint
-from asr.evaluate import Evaluation
+from asr.data import FeatureBatch
+from asr.decoding import CTCBestPath, ctc_greedy, greedy_decode
+from asr.evaluate import Evaluation, decode_batches
 from asr.metrics import error_rates
 from asr.text import CharTokenizer
 from tests.conftest import tiny_model
@@ -40,7 +43,8 @@ def manifest_and_checkpoint(tmp_path):
 
 @pytest.mark.parametrize(
     ("decoder", "label"),
-    [([], "greedy"), (["--beam", "2"], "beam2"), (["--beam", "2", "--ctc-weight", "0.3"], "joint-beam2-ctc0.3")],
+    [([], "greedy"), (["--beam", "2"], "beam2"), (["--beam", "2", "--ctc-weight", "0.3"], "joint-beam2-ctc0.3"),
+     (["--ctc-only"], "ctc-best-path")],
 )
 def test_evaluate_reports_wer_and_collapses_for_each_decoder(manifest_and_checkpoint, capsys, decoder, label):
     manifest, checkpoint = manifest_and_checkpoint
@@ -55,3 +59,22 @@ def test_evaluate_refuses_a_ctc_weight_without_a_beam(manifest_and_checkpoint, c
     argv = ["evaluate", "--checkpoint", str(checkpoint), "--manifest", str(manifest), "--ctc-weight", "0.3"]
     assert main(argv) == 2
     assert "--ctc-weight 0.3 needs --beam N" in capsys.readouterr().err
+
+
+def test_evaluate_refuses_ctc_only_with_a_beam(manifest_and_checkpoint, capsys):
+    manifest, checkpoint = manifest_and_checkpoint
+    argv = ["evaluate", "--checkpoint", str(checkpoint), "--manifest", str(manifest), "--ctc-only", "--beam", "2"]
+    assert main(argv) == 2
+    assert "--ctc-only decodes the CTC head's best path" in capsys.readouterr().err
+
+
+def test_decode_batches_ctc_best_path_is_the_ctc_heads_output_not_the_decoders() -> None:
+    model, tokenizer = tiny_model(seed=3).eval(), CharTokenizer()
+    features = torch.randn(3, 40, model.config.n_mels, generator=torch.Generator().manual_seed(0))
+    frames = torch.tensor([40, 31, 22])
+    batch = FeatureBatch(features, frames, ["a", "b", "c"], ["x", "y", "z"], torch.zeros(3, 1, dtype=torch.long))
+    ctc = [tokenizer.decode(ids) for ids in ctc_greedy(model, features, frames)]
+    attention = [tokenizer.decode(ids) for ids in greedy_decode(model, features, frames)]
+    assert ctc != attention  # so the check below can tell the two apart
+    assert decode_batches(model, tokenizer, [batch], CTCBestPath()) == ctc
+    assert decode_batches(model, tokenizer, [batch]) == attention
