@@ -322,6 +322,17 @@ def test_a_split_added_last_moves_no_other_splits_sentences_voices_or_seeds(monk
 
 
 @needs_espeak
+def test_growing_the_last_split_keeps_its_first_utterances_and_every_other_split() -> None:
+    from asr.corpus.build import _plan
+
+    small = _plan(replace(CorpusConfig.tiny(), train_extra_utterances=20))
+    grown = _plan(replace(CorpusConfig.tiny(), train_extra_utterances=50))
+    assert len(grown) == len(small) + 30
+    assert grown[: len(small)] == small  # same texts, voices and seeds: the same audio
+    assert {item.split for item in grown[len(small):]} == {"train_extra"}
+
+
+@needs_espeak
 def test_ensure_corpus_returns_finished_splits_at_once_and_ignores_unfinished_ones(
     tiny_corpora, tmp_path, monkeypatch
 ) -> None:
