@@ -94,3 +94,36 @@ def test_speech_praat_cannot_transform_is_kept_as_it_is_with_the_same_draws() ->
     assert out is short and description == "none-praat-failed"
     transform_voice(np.zeros(RATE, np.float32), RATE, VarietyConfig(), same)
     assert rng.random() == same.random()  # what follows in the corpus draws the same numbers
+
+
+@pytest.mark.skipif(importlib.util.find_spec("parselmouth") is None, reason="praat-parselmouth missing")
+def test_a_praat_call_past_its_deadline_keeps_the_speech_with_the_same_draws(monkeypatch) -> None:
+    import time
+
+    from asr.corpus import variety
+
+    in_child = variety._in_child
+
+    def hang(work, deadline):  # what Praat did on one utterance in 63,000, for minutes
+        return in_child(lambda: time.sleep(60), deadline)
+
+    monkeypatch.setattr(variety, "_in_child", hang)
+    monkeypatch.setattr(variety, "PRAAT_DEADLINE", 0.3)
+    speech = np.sin(np.arange(RATE) * 0.05).astype(np.float32)
+    rng, same = np.random.default_rng(4), np.random.default_rng(4)
+    started = time.monotonic()
+    out, description = transform_voice(speech, RATE, VarietyConfig(), rng)
+    assert time.monotonic() - started < 5
+    assert out is speech and description == "none-praat-timeout"
+    transform_voice(speech[:160], RATE, VarietyConfig(), same)  # fails fast instead
+    assert rng.random() == same.random()
+
+
+def test_work_in_a_child_returns_its_vector_or_none_and_reports_a_crash() -> None:
+    from asr.corpus.variety import _in_child
+
+    vector = np.arange(300_000, dtype=np.float32)  # larger than a pipe's buffer
+    np.testing.assert_array_equal(_in_child(lambda: vector, 10.0), vector)
+    assert _in_child(lambda: None, 10.0) is None
+    with pytest.raises(RuntimeError, match="died without an answer"):
+        _in_child(lambda: 1 / 0, 10.0)
