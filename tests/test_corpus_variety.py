@@ -98,32 +98,41 @@ def test_speech_praat_cannot_transform_is_kept_as_it_is_with_the_same_draws() ->
 
 @pytest.mark.skipif(importlib.util.find_spec("parselmouth") is None, reason="praat-parselmouth missing")
 def test_a_praat_call_past_its_deadline_keeps_the_speech_with_the_same_draws(monkeypatch) -> None:
+    import sys
     import time
 
     from asr.corpus import variety
+    from asr.corpus.praat_process import PraatProcess
 
-    in_child = variety._in_child
-
-    def hang(work, deadline):  # what Praat did on one utterance in 63,000, for minutes
-        return in_child(lambda: time.sleep(60), deadline)
-
-    monkeypatch.setattr(variety, "_in_child", hang)
+    # A helper that never answers: what Praat did on one utterance in 63,000, for minutes.
     monkeypatch.setattr(variety, "PRAAT_DEADLINE", 0.3)
+    monkeypatch.setattr(variety, "_praat", PraatProcess(0.3, [sys.executable, "-c", "import time; time.sleep(60)"]))
     speech = np.sin(np.arange(RATE) * 0.05).astype(np.float32)
     rng, same = np.random.default_rng(4), np.random.default_rng(4)
     started = time.monotonic()
     out, description = transform_voice(speech, RATE, VarietyConfig(), rng)
     assert time.monotonic() - started < 5
     assert out is speech and description == "none-praat-timeout"
-    transform_voice(speech[:160], RATE, VarietyConfig(), same)  # fails fast instead
+    transform_voice(speech[:160], RATE, VarietyConfig(), same)  # refused at once instead
     assert rng.random() == same.random()
 
 
-def test_work_in_a_child_returns_its_vector_or_none_and_reports_a_crash() -> None:
-    from asr.corpus.variety import _in_child
+@pytest.mark.skipif(importlib.util.find_spec("parselmouth") is None, reason="praat-parselmouth missing")
+def test_the_praat_helper_restarts_after_a_timeout_and_reports_a_dead_one() -> None:
+    import sys
 
-    vector = np.arange(300_000, dtype=np.float32)  # larger than a pipe's buffer
-    np.testing.assert_array_equal(_in_child(lambda: vector, 10.0), vector)
-    assert _in_child(lambda: None, 10.0) is None
-    with pytest.raises(RuntimeError, match="died without an answer"):
-        _in_child(lambda: 1 / 0, 10.0)
+    from asr.corpus.praat_process import PraatProcess
+
+    speech = np.sin(np.arange(4 * RATE) * 0.05).astype(np.float32)  # larger than a pipe's buffer
+    helper = PraatProcess(deadline=1e-6)
+    try:
+        with pytest.raises(TimeoutError):
+            helper.change_gender(speech, RATE, 1.1, 200.0, 1.0, 7)
+        helper.deadline = 30.0
+        out = helper.change_gender(speech, RATE, 1.1, 200.0, 1.0, 7)  # a new helper answers
+        assert out is not None and abs(out.shape[0] - speech.shape[0]) <= 2
+        assert helper.change_gender(speech[:160], RATE, 1.1, 200.0, 1.0, 7) is None  # Praat refuses
+    finally:
+        helper.close()
+    with pytest.raises(RuntimeError, match="died without answering"):
+        PraatProcess(5.0, [sys.executable, "-c", "pass"]).change_gender(speech, RATE, 1.1, 200.0, 1.0, 7)

@@ -9,31 +9,26 @@ a few milliseconds cut off (:func:`place_speech`), and draws levels over a wide 
 Voices beyond espeak's variants come from Praat's "Change gender" (through the maintained
 ``praat-parselmouth`` bindings): a PSOLA pitch change plus a formant (vocal-tract length)
 shift, about 100× faster than real time. It is imported only when a voice is transformed.
-Praat never returned on one utterance in 63,000 (minutes in its C code, which no Python
-signal interrupts), so each call runs in a forked child that is killed past a deadline
-(:func:`_in_child`; the fork costs about 35 ms a call beside Praat's 30 ms for a 4 s utterance,
-measured on the 2-core development machine). Written by hand: the corpus workers are daemonic pool processes, which
-``multiprocessing`` (and so libraries built on it, such as pebble) refuses to give children.
+Each call runs in a helper process killed past a deadline
+(:mod:`asr.corpus.praat_process`): Praat once never returned.
 
 Every function that draws random numbers takes an explicit ``numpy.random.Generator``.
 """
 
 from __future__ import annotations
 
-import os
-import select
-import signal
-import time
-import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
+from asr.corpus.praat_process import PraatProcess
 
 __all__ = ["VarietyConfig", "draw_peak", "draw_placement", "place_speech", "transform_voice", "trim_silence"]
 
 # Seconds one "Change gender" may take; a typical utterance takes tens of milliseconds.
 PRAAT_DEADLINE = 30.0
+# This process's Praat helper, started on the first transformation.
+_praat: PraatProcess | None = None
 
 
 @dataclass(frozen=True)
@@ -159,31 +154,17 @@ def transform_voice(
     Raises:
         ImportError: if ``praat-parselmouth`` (the ``corpus`` extra) is missing.
     """
-    import parselmouth
-    from parselmouth.praat import call, run
+    import parselmouth  # noqa: F401 -- the helper needs it: say so here, where it is missing
 
+    global _praat
     formant = float(rng.uniform(*config.formant_ratio))
     pitch = float(np.exp(rng.uniform(*np.log(config.pitch_median_hz))))
     depth = float(rng.uniform(*config.pitch_range_factor))
     praat_seed = int(rng.integers(1, 2**31))
-
-    def change_gender() -> np.ndarray | None:
-        sound = parselmouth.Sound(speech.astype(np.float64), sampling_frequency=sample_rate)
-        # Praat's PSOLA places the pulses of voiceless stretches at random: seed its
-        # generator (process-wide) for every utterance, or the same corpus comes out
-        # different each time.
-        run(f"random_initializeWithSeedUnsafelyButPredictably ({praat_seed})\n")
-        with warnings.catch_warnings():
-            # Whispered voices have no voiced frames: Praat then shifts the formants only.
-            warnings.simplefilter("ignore", parselmouth.PraatWarning)
-            try:
-                changed = call(sound, "Change gender", 60, 600, formant, pitch, depth, 1.0)
-            except parselmouth.PraatError:
-                return None
-        return np.asarray(changed.values[0], dtype=np.float32)
-
+    if _praat is None or _praat.deadline != PRAAT_DEADLINE:
+        _praat = PraatProcess(PRAAT_DEADLINE)
     try:
-        out = _in_child(change_gender, PRAAT_DEADLINE)
+        out = _praat.change_gender(speech, sample_rate, formant, pitch, depth, praat_seed)
     except TimeoutError:
         return speech, "none-praat-timeout"
     if out is None:
@@ -191,49 +172,6 @@ def transform_voice(
     if out.shape[0] != speech.shape[0]:  # Praat may round the duration by a sample or two
         out = np.pad(out, (0, max(speech.shape[0] - out.shape[0], 0)))[: speech.shape[0]]
     return out, f"voice-f{formant:.2f}-p{pitch:.0f}-r{depth:.1f}"
-
-
-def _in_child(work: Callable[[], np.ndarray | None], deadline: float) -> np.ndarray | None:
-    """``work()`` (a float32 vector or None) computed in a forked child, which is killed if
-    it has not answered within ``deadline`` seconds.
-
-    Raises:
-        TimeoutError: past the deadline.
-        RuntimeError: if the child died without answering (a crash in native code).
-    """
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: compute, send (a one-byte tag, then the samples), leave
-        code = 1
-        try:
-            os.close(read)
-            result = work()
-            payload = b"\0" if result is None else b"\1" + np.ascontiguousarray(result, np.float32).tobytes()
-            with os.fdopen(write, "wb") as pipe:
-                pipe.write(payload)
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write)
-    chunks: list[bytes] = []
-    end = time.monotonic() + deadline
-    try:
-        with os.fdopen(read, "rb", buffering=0) as pipe:
-            while True:
-                left = end - time.monotonic()
-                if left <= 0 or not select.select([pipe], [], [], left)[0]:
-                    os.kill(pid, signal.SIGKILL)
-                    raise TimeoutError(f"no answer within {deadline} s")
-                chunk = pipe.read(1 << 20)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-    finally:
-        _, status = os.waitpid(pid, 0)
-    data = b"".join(chunks)
-    if status != 0 or not data:
-        raise RuntimeError(f"the child process died without an answer (wait status {status})")
-    return None if data[:1] == b"\0" else np.frombuffer(data[1:], dtype=np.float32).copy()
 
 
 def draw_peak(peak_range: tuple[float, float], rng: np.random.Generator) -> float:
