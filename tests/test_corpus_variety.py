@@ -113,8 +113,10 @@ def test_a_praat_call_past_its_deadline_keeps_the_speech_with_the_same_draws(mon
     out, description = transform_voice(speech, RATE, VarietyConfig(), rng)
     assert time.monotonic() - started < 5
     assert out is speech and description == "none-praat-timeout"
-    transform_voice(speech[:160], RATE, VarietyConfig(), same)  # refused at once instead
-    assert rng.random() == same.random()
+    monkeypatch.setattr(variety, "PRAAT_DEADLINE", 30.0)  # the real helper from here on
+    assert transform_voice(speech, RATE, VarietyConfig(), same)[1].startswith("voice-f")
+    assert rng.random() == same.random()  # what follows in the corpus draws the same numbers
+    variety.close_praat()
 
 
 @pytest.mark.skipif(importlib.util.find_spec("parselmouth") is None, reason="praat-parselmouth missing")
@@ -136,3 +138,24 @@ def test_the_praat_helper_restarts_after_a_timeout_and_reports_a_dead_one() -> N
         helper.close()
     with pytest.raises(RuntimeError, match="died without answering"):
         PraatProcess(5.0, [sys.executable, "-c", "pass"]).change_gender(speech, RATE, 1.1, 200.0, 1.0, 7)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("parselmouth") is None, reason="praat-parselmouth missing")
+def test_the_praat_helper_answers_what_praat_gives_in_process_and_exits_when_its_input_closes() -> None:
+    import parselmouth
+    from parselmouth.praat import call, run
+
+    from asr.corpus.praat_process import PraatProcess
+
+    t = np.arange(int(1.5 * RATE)) / RATE
+    speech = (0.1 * sum(np.sin(2 * np.pi * 130 * k * t) / k for k in range(1, 15))).astype(np.float32)
+    run("random_initializeWithSeedUnsafelyButPredictably (11)\n")
+    here = call(parselmouth.Sound(speech.astype(np.float64), sampling_frequency=RATE),
+                "Change gender", 60, 600, 1.1, 190.0, 0.8, 1.0)
+    helper = PraatProcess(30.0)
+    there = helper.change_gender(speech, RATE, 1.1, 190.0, 0.8, 11)
+    np.testing.assert_array_equal(there, np.asarray(here.values[0], dtype=np.float32))
+    process = helper._process
+    process.stdin.close()  # what the helper sees when its worker exits
+    assert process.wait(timeout=10) == 0
+    helper.close()

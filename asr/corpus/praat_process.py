@@ -35,8 +35,15 @@ __all__ = ["PraatProcess", "serve"]
 # then the float64 samples. Answer: 0 (done) or 1 (Praat refused), samples; float32 samples.
 _REQUEST = struct.Struct("<qddddq")
 _ANSWER = struct.Struct("<bq")
-# Run as a script, not through the package: importing ``asr.corpus`` costs seconds (torch).
-_SERVER = [sys.executable, "-I", str(Path(__file__).resolve())]
+# Run as a script, not through the package (importing ``asr.corpus`` costs seconds: torch),
+# with neither its folder nor the working directory on sys.path (so no module there shadows
+# one numpy or parselmouth imports), but the parent's PYTHONPATH and site-packages kept.
+_SERVER = [
+    sys.executable,
+    "-c",
+    "import runpy, sys; sys.path.pop(0); runpy.run_path(sys.argv[1], run_name='__main__')",
+    str(Path(__file__).resolve()),
+]
 
 
 class PraatProcess:
@@ -51,6 +58,7 @@ class PraatProcess:
         self.deadline = deadline
         self._command = list(command)
         self._process: subprocess.Popen | None = None
+        self._owner = os.getpid()
 
     def change_gender(
         self, speech: np.ndarray, sample_rate: int, formant: float, pitch: float, depth: float, seed: int
@@ -63,19 +71,22 @@ class PraatProcess:
             RuntimeError: the helper died without answering.
         """
         process = self._running()
-        samples = np.ascontiguousarray(speech, dtype=np.float64)
+        samples = np.ascontiguousarray(speech, dtype=np.float64).reshape(-1)
         request = _REQUEST.pack(samples.shape[0], sample_rate, formant, pitch, depth, seed) + samples.tobytes()
         end = time.monotonic() + self.deadline
         try:
             assert process.stdin is not None and process.stdout is not None
             self._write(process.stdin, request, end)
             status, count = _ANSWER.unpack(self._read(process.stdout, _ANSWER.size, end))
+            if status not in (0, 1) or not 0 <= count <= samples.shape[0] + sample_rate:
+                raise EOFError(f"a malformed answer (status {status}, {count} samples)")
             out = np.frombuffer(self._read(process.stdout, 4 * count, end), dtype=np.float32).copy()
-        except (TimeoutError, BrokenPipeError, EOFError) as error:
+        except (BrokenPipeError, EOFError) as error:
             self.close()
-            if isinstance(error, TimeoutError):
-                raise
-            raise RuntimeError(f"the Praat helper process died without answering ({error!r})") from error
+            raise RuntimeError(f"the Praat helper process died without answering ({error})") from error
+        except BaseException:  # a timeout, or anything that leaves the pipes out of step
+            self.close()
+            raise
         return None if status else out
 
     def close(self) -> None:
@@ -89,11 +100,15 @@ class PraatProcess:
             self._process = None
 
     def _running(self) -> subprocess.Popen:
+        if self._owner != os.getpid():  # a forked copy of this object: the helper is the parent's
+            self._process, self._owner = None, os.getpid()
         if self._process is None or self._process.poll() is not None:
             self.close()
             self._process = subprocess.Popen(
                 self._command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0
             )
+            assert self._process.stdin is not None
+            os.set_blocking(self._process.stdin.fileno(), False)  # writes wait in select only
         return self._process
 
     def _write(self, pipe: BinaryIO, data: bytes, end: float) -> None:
@@ -103,7 +118,10 @@ class PraatProcess:
             wait = end - time.monotonic()
             if wait <= 0 or not select.select([], [pipe], [], wait)[1]:
                 raise TimeoutError(f"Praat took no request within {self.deadline} s")
-            view = view[os.write(pipe.fileno(), view[: 1 << 16]) :]
+            try:
+                view = view[os.write(pipe.fileno(), view[: 1 << 16]) :]
+            except BlockingIOError:  # the pipe had room for less than asked: wait again
+                continue
 
     def _read(self, pipe: BinaryIO, size: int, end: float) -> bytes:
         """``size`` bytes from ``pipe`` by ``end`` (a ``time.monotonic()`` instant)."""
@@ -120,13 +138,22 @@ class PraatProcess:
         return b"".join(chunks)
 
 
-def serve(requests: BinaryIO | None = None, answers: BinaryIO | None = None) -> None:
-    """The helper's loop: answer requests until its input closes (its parent has gone)."""
+def serve() -> None:
+    """The helper's loop: answer requests on stdin until it closes (its parent has gone).
+
+    Answers go to the process's original stdout, which is then pointed at stderr so that
+    nothing else printed can corrupt them; on Linux the helper is killed with its parent,
+    even while stuck inside Praat.
+    """
+    _die_with_parent()
+    answers = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    requests = sys.stdin.buffer
+
     import parselmouth
     from parselmouth.praat import call, run
 
-    requests = sys.stdin.buffer if requests is None else requests
-    answers = sys.stdout.buffer if answers is None else answers
     while header := requests.read(_REQUEST.size):
         count, rate, formant, pitch, depth, seed = _REQUEST.unpack(header)
         samples = np.frombuffer(requests.read(8 * count), dtype=np.float64)
@@ -146,6 +173,21 @@ def serve(requests: BinaryIO | None = None, answers: BinaryIO | None = None) -> 
         out = np.asarray(changed.values[0], dtype=np.float32)
         answers.write(_ANSWER.pack(0, out.shape[0]) + out.tobytes())
         answers.flush()
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when its parent dies (prctl PR_SET_PDEATHSIG); a
+    no-op elsewhere, where a helper stuck in Praat outlives a killed worker until it returns."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
 
 
 if __name__ == "__main__":

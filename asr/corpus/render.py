@@ -28,6 +28,7 @@ from asr.corpus.espeak import ESPEAK_SAMPLE_RATE, Voice, synthesize
 from asr.corpus.festival import FestivalVoice, synthesize_festival
 from asr.corpus.flite import FliteVoice, synthesize_flite
 from asr.corpus.variety import (
+    close_praat,
     draw_peak,
     draw_placement,
     place_speech,
@@ -113,15 +114,18 @@ def render(task: Task) -> list[tuple[str, float, dict]]:
         )
     )
     results = []
-    for item in task.items:
-        if item.split not in task.folders:
-            if isinstance(item.voice, Voice):  # spoken only for espeak's state
-                synthesize(item.text, item.voice, seed=item.seed & 0x7FFFFFFF)
-            continue
-        waveform, details = _shape(item, _speech(item, festival_audio), task.config)
-        path = Path(task.folders[item.split]) / f"{item.id}.{task.config.audio_format}"
-        save_audio(path, waveform)
-        results.append((item.id, waveform.shape[0] / SAMPLE_RATE, details))
+    try:
+        for item in task.items:
+            if item.split not in task.folders:
+                if isinstance(item.voice, Voice):  # spoken only for espeak's state
+                    synthesize(item.text, item.voice, seed=item.seed & 0x7FFFFFFF)
+                continue
+            waveform, details = _shape(item, _speech(item, festival_audio), task.config)
+            path = Path(task.folders[item.split]) / f"{item.id}.{task.config.audio_format}"
+            save_audio(path, waveform)
+            results.append((item.id, waveform.shape[0] / SAMPLE_RATE, details))
+    finally:
+        close_praat()  # its worker is about to exit: reap the helper rather than orphan it
     return results
 
 

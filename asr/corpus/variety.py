@@ -23,7 +23,7 @@ import numpy as np
 
 from asr.corpus.praat_process import PraatProcess
 
-__all__ = ["VarietyConfig", "draw_peak", "draw_placement", "place_speech", "transform_voice", "trim_silence"]
+__all__ = ["VarietyConfig", "close_praat", "draw_peak", "draw_placement", "place_speech", "transform_voice", "trim_silence"]
 
 # Seconds one "Change gender" may take; a typical utterance takes tens of milliseconds.
 PRAAT_DEADLINE = 30.0
@@ -153,6 +153,7 @@ def transform_voice(
 
     Raises:
         ImportError: if ``praat-parselmouth`` (the ``corpus`` extra) is missing.
+        RuntimeError: if the helper process running Praat died (a crash in Praat).
     """
     import parselmouth  # noqa: F401 -- the helper needs it: say so here, where it is missing
 
@@ -162,6 +163,8 @@ def transform_voice(
     depth = float(rng.uniform(*config.pitch_range_factor))
     praat_seed = int(rng.integers(1, 2**31))
     if _praat is None or _praat.deadline != PRAAT_DEADLINE:
+        if _praat is not None:
+            _praat.close()
         _praat = PraatProcess(PRAAT_DEADLINE)
     try:
         out = _praat.change_gender(speech, sample_rate, formant, pitch, depth, praat_seed)
@@ -172,6 +175,14 @@ def transform_voice(
     if out.shape[0] != speech.shape[0]:  # Praat may round the duration by a sample or two
         out = np.pad(out, (0, max(speech.shape[0] - out.shape[0], 0)))[: speech.shape[0]]
     return out, f"voice-f{formant:.2f}-p{pitch:.0f}-r{depth:.1f}"
+
+
+def close_praat() -> None:
+    """Stop this process's Praat helper, if one runs (a later transformation starts another)."""
+    global _praat
+    if _praat is not None:
+        _praat.close()
+        _praat = None
 
 
 def draw_peak(peak_range: tuple[float, float], rng: np.random.Generator) -> float:
