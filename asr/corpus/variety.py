@@ -162,9 +162,7 @@ def transform_voice(
     pitch = float(np.exp(rng.uniform(*np.log(config.pitch_median_hz))))
     depth = float(rng.uniform(*config.pitch_range_factor))
     praat_seed = int(rng.integers(1, 2**31))
-    if _praat is None or _praat.deadline != PRAAT_DEADLINE:
-        if _praat is not None:
-            _praat.close()
+    if _praat is None:
         _praat = PraatProcess(PRAAT_DEADLINE)
     try:
         out = _praat.change_gender(speech, sample_rate, formant, pitch, depth, praat_seed)
